@@ -1,0 +1,47 @@
+# LessonFlow: `make run` starts everything on one machine, `make test` runs every test.
+# Both install what is missing first (scripts/setup.sh, idempotent).
+SHELL := /bin/bash
+GO ?= go
+# sqlite and ONNX Runtime bindings need cgo.
+export CGO_ENABLED := 1
+FUZZTIME ?= 30s
+TEST_TIMEOUT ?= 45m
+
+.PHONY: setup build run test test-unit test-integration vet bench fuzz clean
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(GO) build -o bin/lessonflow ./cmd/lessonflow
+
+run: setup build
+	bin/lessonflow dev
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+test: setup vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-unit: setup
+	$(GO) test -count=1 -short ./...
+
+test-integration: setup
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/
+
+# Benchmarks: Go benchmarks of the hot paths, then the side-by-side table
+# (pipeline vs plain decode, pipeline classification vs raw session.Run, worker RSS).
+bench: setup build
+	$(GO) test -run='^$$' -bench=. -benchtime=5x ./media/ ./models/
+	LESSONFLOW_BENCH=1 $(GO) test -count=1 -timeout 30m -run='^TestBenchTable$$' -v ./integration/
+
+# Short fuzzing sessions of every parser and decoder that sees outside input.
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseProbe$$' -fuzztime=$(FUZZTIME) ./media/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseMetadata$$' -fuzztime=$(FUZZTIME) ./api/
+	$(GO) test -run='^$$' -fuzz='^FuzzUploadForm$$' -fuzztime=$(FUZZTIME) ./api/
+
+clean:
+	rm -rf bin

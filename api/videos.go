@@ -1,0 +1,171 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/media"
+)
+
+var videoIDRe = regexp.MustCompile(`^v[0-9a-f]{24}$`)
+
+// videoView is a video as the API shows it.
+type videoView struct {
+	ID          string          `json:"id"`
+	State       catalog.State   `json:"state"`
+	Title       string          `json:"title"`
+	Description string          `json:"description"`
+	Level       int             `json:"level"`
+	Language    string          `json:"language"`
+	Tags        []string        `json:"tags"`
+	TeacherID   string          `json:"teacher_id"`
+	SHA256      string          `json:"sha256"`
+	SizeBytes   int64           `json:"size_bytes"`
+	Error       string          `json:"error,omitempty"`
+	Media       *media.Info     `json:"media"`
+	Stages      []catalog.Stage `json:"stages"`
+	Decision    *decisionView   `json:"decision"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+// decisionView is the latest decision on a video.
+type decisionView struct {
+	Outcome       string                 `json:"outcome"`
+	Reason        string                 `json:"reason"`
+	Actor         string                 `json:"actor"`
+	Segments      json.RawMessage        `json:"segments"`
+	Scores        json.RawMessage        `json:"scores,omitempty"`
+	ModelID       string                 `json:"model_id,omitempty"`
+	ModelSHA256   string                 `json:"model_sha256,omitempty"`
+	PolicyVersion string                 `json:"policy_version,omitempty"`
+	Sampler       *media.SamplerSettings `json:"sampler,omitempty"`
+	DecidedAt     time.Time              `json:"decided_at"`
+}
+
+func view(v catalog.Video, d *catalog.Decision) videoView {
+	out := videoView{
+		ID: v.ID, State: v.State, Title: v.Title, Description: v.Description, Level: v.Level,
+		Language: v.Language, Tags: v.Tags, TeacherID: v.TeacherID, SHA256: v.SHA256, SizeBytes: v.SizeBytes,
+		Error: v.Error, Media: v.Media, Stages: v.Stages, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+	}
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
+	if out.Stages == nil {
+		out.Stages = []catalog.Stage{}
+	}
+	if d != nil {
+		segs := d.Segments
+		if len(segs) == 0 {
+			segs = json.RawMessage("[]")
+		}
+		out.Decision = &decisionView{
+			Outcome: d.Outcome, Reason: d.Reason, Actor: d.Actor, Segments: segs, Scores: d.Scores,
+			ModelID: d.ModelID, ModelSHA256: d.ModelSHA256, PolicyVersion: d.PolicyVersion,
+			Sampler: d.Sampler, DecidedAt: d.CreatedAt,
+		}
+	}
+	return out
+}
+
+func (s *Server) getVideo(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !videoIDRe.MatchString(id) {
+		writeError(w, http.StatusNotFound, "not_found", "no video "+strconv.Quote(truncate(id, 64)))
+		return
+	}
+	v, err := s.Catalog.GetVideo(r.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no video "+id)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	ds, err := s.Catalog.Decisions(r.Context(), id)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	var last *catalog.Decision
+	if len(ds) > 0 {
+		last = &ds[len(ds)-1]
+	}
+	writeJSON(w, http.StatusOK, view(v, last))
+}
+
+// listBody is every list answer.
+type listBody[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+var knownStates = []catalog.State{
+	catalog.StateProcessing, catalog.StateRejectedInvalid, catalog.StateNeedsReview,
+	catalog.StateApproved, catalog.StateBlocked, catalog.StateFailed, catalog.StatePublished,
+}
+
+// parseLimit reads ?limit= (1..200, default def).
+func parseLimit(r *http.Request, def int) (int, error) {
+	raw := r.URL.Query().Get("limit")
+	if raw == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > 200 {
+		return 0, invalid("limit", "must be a whole number from 1 to 200, got %q", truncate(raw, 20))
+	}
+	return n, nil
+}
+
+func (s *Server) listVideos(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for name := range q {
+		if !contains([]string{"state", "limit", "cursor"}, name) {
+			writeError(w, http.StatusBadRequest, "invalid_query", "unknown query parameter "+strconv.Quote(truncate(name, 40)))
+			return
+		}
+	}
+	limit, err := parseLimit(r, 50)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
+		return
+	}
+	state := catalog.State(q.Get("state"))
+	if state != "" && !contains(statesAsStrings(), string(state)) {
+		writeError(w, http.StatusBadRequest, "invalid_query", "state must be one of "+joinStates())
+		return
+	}
+	vs, next, err := s.Catalog.ListVideos(r.Context(), catalog.ListQuery{State: state, Limit: limit, Cursor: q.Get("cursor")})
+	if errors.Is(err, catalog.ErrBadCursor) {
+		writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	items := make([]videoView, 0, len(vs))
+	for _, v := range vs {
+		items = append(items, view(v, nil))
+	}
+	writeJSON(w, http.StatusOK, listBody[videoView]{Items: items, NextCursor: next})
+}
+
+func statesAsStrings() []string {
+	out := make([]string, len(knownStates))
+	for i, s := range knownStates {
+		out[i] = string(s)
+	}
+	return out
+}
+
+func joinStates() string { return strings.Join(statesAsStrings(), ", ") }

@@ -1,0 +1,711 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/lessonflow/lessonflow/media"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// SQLite is the Store on one SQLite file, which the API and worker processes
+// of one machine may share.
+//
+// SQLite allows one writer at a time, so writes go through a *sql.DB with a
+// single connection: goroutines of one process queue in Go (honouring their
+// contexts) rather than spinning on the file lock, and only processes contend
+// for the lock, waiting up to busyTimeout. Write transactions start with
+// BEGIN IMMEDIATE, taking the lock up front, so a transaction that reads and
+// then writes can never fail with SQLITE_BUSY on the upgrade. Reads use a
+// pool of read-only connections; in WAL mode they never block the writer.
+//
+// Durability: synchronous=FULL fsyncs the WAL at every commit. NORMAL would
+// already survive kill -9 (a commit is in the OS page cache before it
+// returns), but not power loss, and after a power loss Temporal, whose server
+// has its own storage, could remember an activity as completed whose
+// catalog record was lost. Our writes number a handful per pipeline stage,
+// so an fsync each costs nothing that matters.
+type SQLite struct {
+	w, r *sql.DB
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Store = (*SQLite)(nil)
+
+const busyTimeout = 10 * time.Second
+
+// OpenSQLite opens (creating if needed) the catalog at path and brings its
+// schema up to date. Several processes may open the same file at once.
+// path must name a file: ":memory:" would give each connection its own
+// database.
+func OpenSQLite(path string) (*SQLite, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("open catalog: %w: need a file path, got %q", ErrInvalid, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open catalog %s: %w", path, err)
+	}
+	// A file: URI, so that any byte of the path is escaped and not taken for
+	// a parameter; the driver reads the _ parameters, SQLite ignores them.
+	uri := (&url.URL{Scheme: "file", Path: abs}).String()
+	common := "_busy_timeout=" + strconv.Itoa(int(busyTimeout/time.Millisecond)) + "&_foreign_keys=on"
+
+	w, err := sql.Open("sqlite3", uri+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	ctx := context.Background()
+	// Switching a new file to WAL needs an exclusive lock, and SQLite reports
+	// SQLITE_BUSY for it without calling the busy handler when several
+	// processes create the file at once: retry that case ourselves.
+	err = retryBusy(func() error {
+		if err := checkWAL(ctx, w); err != nil {
+			return err
+		}
+		return migrate(ctx, w)
+	})
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
+	}
+
+	// query_only makes a write through the read pool an error, not a silent
+	// bypass of the single writer.
+	r, err := sql.Open("sqlite3", uri+"?"+common+"&_query_only=on")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	r.SetMaxIdleConns(max(4, runtime.NumCPU()))
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
+	}
+	return &SQLite{w: w, r: r}, nil
+}
+
+func retryBusy(fn func() error) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := fn()
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) ||
+			time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+	}
+}
+
+// checkWAL fails if the driver could not switch the file to WAL (e.g. on a
+// filesystem without shared memory): readers would then block the writer.
+func checkWAL(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations are migrations/NNNN_name.sql, applied in order of NNNN.
+func migrations() ([]migration, error) {
+	entries, err := migrationFiles.ReadDir("migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", e.Name())
+		}
+		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i, m := range out {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: version %d, want %d", m.name, m.version, i+1)
+		}
+	}
+	return out, nil
+}
+
+// migrate applies the missing migrations in one IMMEDIATE transaction and
+// records the version in PRAGMA user_version, which is part of the same
+// transaction. A second process opening at the same time waits for the lock,
+// then finds nothing left to do.
+func migrate(ctx context.Context, db *sql.DB) error {
+	migs, err := migrations()
+	if err != nil {
+		return err
+	}
+	latest := len(migs)
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return fmt.Errorf("schema version: %w", err)
+		}
+		if v > latest {
+			// A newer binary migrated this file; running old code on it could
+			// corrupt what the new schema means.
+			return fmt.Errorf("schema version %d is newer than this binary's %d", v, latest)
+		}
+		for _, m := range migs[v:] {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+		}
+		if v < latest {
+			if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(latest)); err != nil {
+				return fmt.Errorf("set schema version: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close implements Store.
+func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return s.closeErr
+}
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+const videoCols = `id, sha256, title, description, level, language, tags, teacher_id, state, error, blob_key, size_bytes, media, created_at, updated_at`
+
+func scanVideo(sc interface{ Scan(...any) error }) (Video, error) {
+	var (
+		v                Video
+		tags             string
+		mediaJSON        sql.NullString
+		created, updated int64
+	)
+	err := sc.Scan(&v.ID, &v.SHA256, &v.Title, &v.Description, &v.Level, &v.Language, &tags, &v.TeacherID,
+		&v.State, &v.Error, &v.BlobKey, &v.SizeBytes, &mediaJSON, &created, &updated)
+	if err != nil {
+		return Video{}, err
+	}
+	if err := json.Unmarshal([]byte(tags), &v.Tags); err != nil {
+		return Video{}, fmt.Errorf("video %s: tags: %w", v.ID, err)
+	}
+	if v.Tags == nil {
+		v.Tags = []string{}
+	}
+	if mediaJSON.Valid {
+		v.Media = new(media.Info)
+		if err := json.Unmarshal([]byte(mediaJSON.String), v.Media); err != nil {
+			return Video{}, fmt.Errorf("video %s: media: %w", v.ID, err)
+		}
+	}
+	v.CreatedAt = time.UnixMicro(created).UTC()
+	v.UpdatedAt = time.UnixMicro(updated).UTC()
+	v.Stages = []Stage{}
+	return v, nil
+}
+
+// getVideo reads one video with its stages; ErrNotFound if missing.
+func getVideo(ctx context.Context, q querier, id string) (Video, error) {
+	v, err := scanVideo(q.QueryRowContext(ctx, `SELECT `+videoCols+` FROM videos WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Video{}, ErrNotFound
+	}
+	if err != nil {
+		return Video{}, err
+	}
+	vs := []Video{v}
+	if err := loadStages(ctx, q, vs); err != nil {
+		return Video{}, err
+	}
+	return vs[0], nil
+}
+
+// loadStages fills in the stages of vs with one query.
+func loadStages(ctx context.Context, q querier, vs []Video) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	idx := make(map[string]int, len(vs))
+	args := make([]any, len(vs))
+	for i, v := range vs {
+		idx[v.ID] = i
+		args[i] = v.ID
+	}
+	rows, err := q.QueryContext(ctx, `SELECT video_id, name, state, started_at, finished_at, error, attempts
+		FROM stages WHERE video_id IN (?`+strings.Repeat(",?", len(vs)-1)+`) ORDER BY video_id, seq`, args...)
+	if err != nil {
+		return fmt.Errorf("stages: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id                string
+			st                Stage
+			started, finished sql.NullInt64
+		)
+		if err := rows.Scan(&id, &st.Name, &st.State, &started, &finished, &st.Error, &st.Attempts); err != nil {
+			return fmt.Errorf("stages: %w", err)
+		}
+		st.StartedAt = microsPtr(started)
+		st.FinishedAt = microsPtr(finished)
+		i := idx[id]
+		vs[i].Stages = append(vs[i].Stages, st)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stages: %w", err)
+	}
+	return nil
+}
+
+func microsPtr(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := time.UnixMicro(n.Int64).UTC()
+	return &t
+}
+
+// videoExists reports ErrNotFound for a missing video.
+func videoExists(ctx context.Context, q querier, id string) error {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM videos WHERE id = ?`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// CreateVideo implements Store.
+func (s *SQLite) CreateVideo(ctx context.Context, v Video) (Video, bool, error) {
+	if v.ID == "" {
+		return Video{}, false, fmt.Errorf("create video: %w: empty id", ErrInvalid)
+	}
+	tags := v.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	tagsJSON, err := json.Marshal(tags)
+	if err != nil {
+		return Video{}, false, fmt.Errorf("create video %s: tags: %w", v.ID, err)
+	}
+	var mediaJSON sql.NullString
+	if v.Media != nil {
+		b, err := json.Marshal(v.Media)
+		if err != nil {
+			return Video{}, false, fmt.Errorf("create video %s: media: %w", v.ID, err)
+		}
+		mediaJSON = sql.NullString{String: string(b), Valid: true}
+	}
+	created := nowOr(v.CreatedAt).UnixMicro()
+	var (
+		out      Video
+		inserted bool
+	)
+	err = inTx(ctx, s.w, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO videos (`+videoCols+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`,
+			v.ID, v.SHA256, v.Title, v.Description, v.Level, v.Language, string(tagsJSON), v.TeacherID,
+			StateProcessing, v.BlobKey, v.SizeBytes, mediaJSON, created, created)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		inserted = n == 1
+		out, err = getVideo(ctx, tx, v.ID)
+		return err
+	})
+	if err != nil {
+		return Video{}, false, fmt.Errorf("create video %s: %w", v.ID, err)
+	}
+	return out, inserted, nil
+}
+
+// GetVideo implements Store.
+func (s *SQLite) GetVideo(ctx context.Context, id string) (Video, error) {
+	var v Video
+	// One read transaction: the video and its stages from the same snapshot.
+	err := inTx(ctx, s.r, func(tx *sql.Tx) error {
+		var err error
+		v, err = getVideo(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return Video{}, fmt.Errorf("get video %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// ListVideos implements Store.
+func (s *SQLite) ListVideos(ctx context.Context, q ListQuery) ([]Video, string, error) {
+	limit := clampLimit(q.Limit)
+	var (
+		where []string
+		args  []any
+	)
+	if q.State != "" {
+		if !q.State.Valid() {
+			return nil, "", fmt.Errorf("list videos: %w: unknown state %q", ErrInvalid, q.State)
+		}
+		where = append(where, "state = ?")
+		args = append(args, q.State)
+	}
+	if q.Cursor != "" {
+		c, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("list videos: %w", err)
+		}
+		where = append(where, "(created_at, id) < (?, ?)")
+		args = append(args, c.createdAt, c.id)
+	}
+	query := `SELECT ` + videoCols + ` FROM videos`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	// One extra row tells whether there is a next page.
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+
+	var (
+		vs   []Video
+		more bool
+	)
+	err := inTx(ctx, s.r, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scanVideo(rows)
+			if err != nil {
+				return err
+			}
+			vs = append(vs, v)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		if len(vs) > limit {
+			vs, more = vs[:limit], true
+		}
+		return loadStages(ctx, tx, vs)
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("list videos: %w", err)
+	}
+	if vs == nil {
+		vs = []Video{}
+	}
+	next := ""
+	if more {
+		next = encodeCursor(vs[len(vs)-1])
+	}
+	return vs, next, nil
+}
+
+// SetMedia implements Store.
+func (s *SQLite) SetMedia(ctx context.Context, id string, info media.Info) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("set media of %s: %w", id, err)
+	}
+	if err := s.update(ctx, `UPDATE videos SET media = ?, updated_at = ? WHERE id = ?`, string(b), nowOr(time.Time{}).UnixMicro(), id); err != nil {
+		return fmt.Errorf("set media of %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetState implements Store.
+func (s *SQLite) SetState(ctx context.Context, id string, state State, reason string) error {
+	if !state.Valid() {
+		return fmt.Errorf("set state of %s: %w: unknown state %q", id, ErrInvalid, state)
+	}
+	if err := s.update(ctx, `UPDATE videos SET state = ?, error = ?, updated_at = ? WHERE id = ?`, state, reason, nowOr(time.Time{}).UnixMicro(), id); err != nil {
+		return fmt.Errorf("set state of %s to %s: %w", id, state, err)
+	}
+	return nil
+}
+
+// update runs a single-row UPDATE; no row means ErrNotFound.
+func (s *SQLite) update(ctx context.Context, query string, args ...any) error {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// StageStarted implements Store.
+func (s *SQLite) StageStarted(ctx context.Context, id, stage string, at time.Time) error {
+	if stage == "" {
+		return fmt.Errorf("start stage of %s: %w: empty stage name", id, ErrInvalid)
+	}
+	err := s.upsertStage(ctx, id, `INSERT INTO stages (video_id, name, seq, state, started_at, finished_at, error, attempts)
+		VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM stages WHERE video_id = ?1), 'running', ?3, NULL, '', 1)
+		ON CONFLICT (video_id, name) DO UPDATE SET
+			state = 'running', started_at = excluded.started_at, finished_at = NULL, error = '',
+			attempts = stages.attempts + 1`,
+		id, stage, nowOr(at).UnixMicro())
+	if err != nil {
+		return fmt.Errorf("start stage %s of %s: %w", stage, id, err)
+	}
+	return nil
+}
+
+// StageFinished implements Store.
+func (s *SQLite) StageFinished(ctx context.Context, id, stage string, at time.Time, state, errMsg string) error {
+	if stage == "" {
+		return fmt.Errorf("finish stage of %s: %w: empty stage name", id, ErrInvalid)
+	}
+	switch state {
+	case StageSucceeded, StageFailed, StageSkipped:
+	default:
+		return fmt.Errorf("finish stage %s of %s: %w: state %q", stage, id, ErrInvalid, state)
+	}
+	err := s.upsertStage(ctx, id, `INSERT INTO stages (video_id, name, seq, state, started_at, finished_at, error, attempts)
+		VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM stages WHERE video_id = ?1), ?3, NULL, ?4, ?5, 0)
+		ON CONFLICT (video_id, name) DO UPDATE SET
+			state = excluded.state, finished_at = excluded.finished_at, error = excluded.error`,
+		id, stage, state, nowOr(at).UnixMicro(), errMsg)
+	if err != nil {
+		return fmt.Errorf("finish stage %s of %s: %w", stage, id, err)
+	}
+	return nil
+}
+
+// upsertStage runs a stage upsert (args start with video id) for an existing
+// video and touches the video's updated_at.
+func (s *SQLite) upsertStage(ctx context.Context, id, query string, args ...any) error {
+	return inTx(ctx, s.w, func(tx *sql.Tx) error {
+		if err := videoExists(ctx, tx, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE videos SET updated_at = ? WHERE id = ?`, nowOr(time.Time{}).UnixMicro(), id)
+		return err
+	})
+}
+
+const decisionCols = `seq, video_id, key, actor, outcome, reason, model_id, model_sha256, policy_version, sampler, segments, scores, created_at`
+
+func scanDecision(sc interface{ Scan(...any) error }) (Decision, error) {
+	var (
+		d                         Decision
+		sampler, segments, scores sql.NullString
+		created                   int64
+	)
+	err := sc.Scan(&d.Seq, &d.VideoID, &d.Key, &d.Actor, &d.Outcome, &d.Reason, &d.ModelID, &d.ModelSHA256,
+		&d.PolicyVersion, &sampler, &segments, &scores, &created)
+	if err != nil {
+		return Decision{}, err
+	}
+	if sampler.Valid {
+		d.Sampler = new(media.SamplerSettings)
+		if err := json.Unmarshal([]byte(sampler.String), d.Sampler); err != nil {
+			return Decision{}, fmt.Errorf("decision %d: sampler: %w", d.Seq, err)
+		}
+	}
+	if segments.Valid {
+		d.Segments = json.RawMessage(segments.String)
+	}
+	if scores.Valid {
+		d.Scores = json.RawMessage(scores.String)
+	}
+	d.CreatedAt = time.UnixMicro(created).UTC()
+	return d, nil
+}
+
+func rawJSON(field string, m json.RawMessage) (sql.NullString, error) {
+	if len(m) == 0 {
+		return sql.NullString{}, nil
+	}
+	if !json.Valid(m) {
+		return sql.NullString{}, fmt.Errorf("%w: %s is not valid JSON", ErrInvalid, field)
+	}
+	return sql.NullString{String: string(m), Valid: true}, nil
+}
+
+// AppendDecision implements Store.
+func (s *SQLite) AppendDecision(ctx context.Context, d Decision) (Decision, bool, error) {
+	if d.VideoID == "" || d.Key == "" {
+		return Decision{}, false, fmt.Errorf("append decision for %q: %w: empty video id or key", d.VideoID, ErrInvalid)
+	}
+	var sampler sql.NullString
+	if d.Sampler != nil {
+		b, err := json.Marshal(d.Sampler)
+		if err != nil {
+			return Decision{}, false, fmt.Errorf("append decision for %s: sampler: %w", d.VideoID, err)
+		}
+		sampler = sql.NullString{String: string(b), Valid: true}
+	}
+	segments, err := rawJSON("segments", d.Segments)
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("append decision for %s: %w", d.VideoID, err)
+	}
+	scores, err := rawJSON("scores", d.Scores)
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("append decision for %s: %w", d.VideoID, err)
+	}
+	var (
+		out      Decision
+		inserted bool
+	)
+	// Inside one IMMEDIATE transaction the lookup and the insert cannot
+	// interleave with another append; UNIQUE (video_id, key) backs it up.
+	err = inTx(ctx, s.w, func(tx *sql.Tx) error {
+		if err := videoExists(ctx, tx, d.VideoID); err != nil {
+			return err
+		}
+		existing, err := scanDecision(tx.QueryRowContext(ctx,
+			`SELECT `+decisionCols+` FROM decisions WHERE video_id = ? AND key = ?`, d.VideoID, d.Key))
+		if err == nil {
+			out = existing
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO decisions (video_id, key, actor, outcome, reason, model_id,
+			model_sha256, policy_version, sampler, segments, scores, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			d.VideoID, d.Key, d.Actor, d.Outcome, d.Reason, d.ModelID, d.ModelSHA256, d.PolicyVersion,
+			sampler, segments, scores, nowOr(d.CreatedAt).UnixMicro())
+		if err != nil {
+			return err
+		}
+		seq, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		inserted = true
+		out, err = scanDecision(tx.QueryRowContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE seq = ?`, seq))
+		return err
+	})
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("append decision for %s: %w", d.VideoID, err)
+	}
+	return out, inserted, nil
+}
+
+// Decisions implements Store.
+func (s *SQLite) Decisions(ctx context.Context, videoID string) ([]Decision, error) {
+	out := []Decision{}
+	err := inTx(ctx, s.r, func(tx *sql.Tx) error {
+		if err := videoExists(ctx, tx, videoID); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE video_id = ? ORDER BY seq`, videoID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d, err := scanDecision(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decisions of %s: %w", videoID, err)
+	}
+	return out, nil
+}
+
+// DeleteVideo implements Store.
+func (s *SQLite) DeleteVideo(ctx context.Context, id string) error {
+	err := inTx(ctx, s.w, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE video_id = ?`, id).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w (%d)", ErrHasDecisions, n)
+		}
+		// Stages explicitly, not by ON DELETE CASCADE, so this does not hinge
+		// on PRAGMA foreign_keys being on for the connection.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM stages WHERE video_id = ?`, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM videos WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete video %s: %w", id, err)
+	}
+	return nil
+}

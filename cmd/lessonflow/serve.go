@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/lessonflow/lessonflow/activities"
+	"github.com/lessonflow/lessonflow/api"
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/config"
+	"github.com/lessonflow/lessonflow/devserver"
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/models"
+	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/worker"
+)
+
+// stores are the embedded default backends, opened from the data directory.
+type stores struct {
+	catalog *catalog.SQLite
+	blobs   *blob.FS
+}
+
+func openStores(cfg config.Config) (*stores, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	cat, err := catalog.OpenSQLite(cfg.Path("catalog.db"))
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := blob.NewFS(cfg.Path("blobs"))
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	return &stores{catalog: cat, blobs: blobs}, nil
+}
+
+func (s *stores) Close() { s.catalog.Close() }
+
+func dialTemporal(ctx context.Context, cfg config.Config) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(slog.Default()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
+	}
+	return c, nil
+}
+
+// newActivities loads ONNX Runtime, the model and the policy once per worker.
+func newActivities(cfg config.Config, st *stores) (*activities.Activities, func(), error) {
+	policy, err := moderation.LoadPolicy(cfg.Policy)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := models.Init(cfg.ORTLib()); err != nil {
+		return nil, nil, fmt.Errorf("%w (run `make setup`)", err)
+	}
+	m, err := models.LoadManifest(policy.Model)
+	if err != nil {
+		return nil, nil, err
+	}
+	clf, err := models.NewClassifier(m, cfg.ModelsDir(), models.Options{IntraOpThreads: cfg.ORTThreads, BatchSize: cfg.ClassifyBatch})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (run `make setup`)", err)
+	}
+	if err := policy.CheckLabels(clf.Labels()); err != nil {
+		clf.Close()
+		return nil, nil, err
+	}
+	acts := &activities.Activities{
+		Catalog: st.catalog, Blobs: st.blobs, Classifier: clf, Policy: policy,
+		Limits:  media.Limits{MaxDuration: cfg.MaxDuration, MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight},
+		TempDir: os.TempDir(),
+	}
+	slog.Info("worker ready", "model", clf.ModelID(), "model_sha256", clf.ModelSHA256()[:12], "policy", policy.Version)
+	return acts, func() { clf.Close() }, nil
+}
+
+// runWorkerLoop runs a Temporal worker until ctx ends.
+func runWorkerLoop(ctx context.Context, cfg config.Config, c client.Client, st *stores) error {
+	acts, closeActs, err := newActivities(cfg, st)
+	if err != nil {
+		return err
+	}
+	defer closeActs()
+	w, err := worker.New(c, acts, worker.Options{TaskQueue: cfg.TaskQueue, Concurrency: cfg.WorkerConcurrency})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// serveHTTP serves h on addr until ctx ends, then drains for a few seconds.
+func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}
+
+func newAPI(cfg config.Config, c client.Client, st *stores, keys map[string]string) *api.Server {
+	return &api.Server{
+		Catalog: st.catalog, Blobs: st.blobs, Temporal: c, TaskQueue: cfg.TaskQueue,
+		WorkflowName: worker.WorkflowName, Keys: keys, MaxUploadBytes: cfg.MaxUploadBytes, Logger: slog.Default(),
+	}
+}
+
+func loadConfig(name string, args []string, extra func(*flag.FlagSet)) (config.Config, error) {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return cfg, err
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg.Flags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func runAPI(ctx context.Context, args []string) error {
+	cfg, err := loadConfig("api", args, nil)
+	if err != nil {
+		return err
+	}
+	keys, err := config.ParseAPIKeys(cfg.APIKeys)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return errors.New("LESSONFLOW_API_KEYS is empty: set token=role pairs (roles app, reviewer, admin)")
+	}
+	if cfg.TemporalAddress == "" {
+		cfg.TemporalAddress = "127.0.0.1:7233"
+	}
+	st, err := openStores(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := dialTemporal(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	slog.Info("API listening", "url", "http://"+cfg.HTTPAddr)
+	return serveHTTP(ctx, cfg.HTTPAddr, newAPI(cfg, c, st, keys).Handler())
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	cfg, err := loadConfig("worker", args, nil)
+	if err != nil {
+		return err
+	}
+	if cfg.TemporalAddress == "" {
+		cfg.TemporalAddress = "127.0.0.1:7233"
+	}
+	st, err := openStores(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := dialTemporal(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.Handler())
+	go func() {
+		if err := serveHTTP(ctx, cfg.MetricsAddr, mux); err != nil {
+			slog.Warn("worker metrics endpoint", "addr", cfg.MetricsAddr, "error", err)
+		}
+	}()
+	return runWorkerLoop(ctx, cfg, c, st)
+}
+
+func runDev(ctx context.Context, args []string) error {
+	withWorker := true
+	cfg, err := loadConfig("dev", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&withWorker, "worker", true, "run a worker in this process")
+	})
+	if err != nil {
+		return err
+	}
+	st, err := openStores(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	keys, err := devKeys(cfg)
+	if err != nil {
+		return err
+	}
+	uiURL := ""
+	if cfg.TemporalAddress == "" {
+		logf, err := os.OpenFile(cfg.Path("temporal.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		slog.Info("starting Temporal dev server", "db", cfg.Path("temporal.db"), "log", logf.Name())
+		srv, err := devserver.Start(ctx, devserver.Options{
+			CLI: cfg.TemporalCLI(), Port: cfg.TemporalPort, UIPort: cfg.TemporalUIPort,
+			DBFile: cfg.Path("temporal.db"), Namespace: cfg.TemporalNamespace, Log: logf,
+		})
+		if err != nil {
+			return fmt.Errorf("%w (is `make setup` done?)", err)
+		}
+		defer srv.Stop()
+		cfg.TemporalAddress, uiURL = srv.Address, srv.UIURL
+	}
+	c, err := dialTemporal(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	errc := make(chan error, 2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if withWorker {
+		go func() { errc <- runWorkerLoop(ctx, cfg, c, st) }()
+	}
+	go func() { errc <- serveHTTP(ctx, cfg.HTTPAddr, newAPI(cfg, c, st, keys).Handler()) }()
+	printBanner(cfg, uiURL, keys, withWorker)
+	select {
+	case <-ctx.Done():
+		slog.Info("shutting down")
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	}
+	cancel()
+	return nil
+}
+
+// devKeys uses LESSONFLOW_API_KEYS, else keys generated once and kept in the
+// data directory so a restart does not invalidate them.
+func devKeys(cfg config.Config) (map[string]string, error) {
+	if cfg.APIKeys != "" {
+		return config.ParseAPIKeys(cfg.APIKeys)
+	}
+	path := cfg.Path("dev-api-keys")
+	if b, err := os.ReadFile(path); err == nil {
+		return config.ParseAPIKeys(strings.TrimSpace(string(b)))
+	}
+	var parts []string
+	for _, role := range []string{api.RoleApp, api.RoleReviewer, api.RoleAdmin} {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		parts = append(parts, "lf_"+role+"_"+hex.EncodeToString(b[:])+"="+role)
+	}
+	line := strings.Join(parts, ",")
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return config.ParseAPIKeys(line)
+}
+
+func printBanner(cfg config.Config, uiURL string, keys map[string]string, withWorker bool) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nLessonFlow is running.\n  API:         http://%s  (OpenAPI: http://%s/openapi.json)\n", cfg.HTTPAddr, cfg.HTTPAddr)
+	if uiURL != "" {
+		fmt.Fprintf(&b, "  Temporal UI: %s\n", uiURL)
+	}
+	fmt.Fprintf(&b, "  Temporal:    %s (namespace %s)\n  Worker:      %v\n  Data:        %s\n  API keys:\n", cfg.TemporalAddress, cfg.TemporalNamespace, withWorker, absPath(cfg.DataDir))
+	for tok, role := range keys {
+		fmt.Fprintf(&b, "    %-8s %s\n", role, tok)
+	}
+	fmt.Fprintf(&b, "  Try: LESSONFLOW_API_KEY=<app key> bin/lessonflow upload FILE --title 'My lesson' --wait\n  Ctrl-C stops everything.\n\n")
+	fmt.Print(b.String())
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

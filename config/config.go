@@ -1,0 +1,159 @@
+// Package config owns LessonFlow's settings: read from the environment with
+// defaults that run everything on one machine, overridable by flags.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of every process (dev, api, worker).
+type Config struct {
+	DataDir           string        // LESSONFLOW_DATA_DIR: catalog, blobs, Temporal's SQLite file
+	ToolsDir          string        // LESSONFLOW_TOOLS_DIR: ONNX Runtime, models, Temporal CLI (installed by make setup)
+	HTTPAddr          string        // LESSONFLOW_HTTP_ADDR
+	APIKeys           string        // LESSONFLOW_API_KEYS: token=role,...
+	Policy            string        // LESSONFLOW_POLICY: built-in name or file path
+	TemporalAddress   string        // TEMPORAL_ADDRESS: empty means `dev` starts a dev server
+	TemporalNamespace string        // TEMPORAL_NAMESPACE
+	TaskQueue         string        // LESSONFLOW_TASK_QUEUE
+	MaxUploadBytes    int64         // LESSONFLOW_MAX_UPLOAD_BYTES
+	MaxDuration       time.Duration // LESSONFLOW_MAX_DURATION
+	MaxWidth          int           // LESSONFLOW_MAX_WIDTH
+	MaxHeight         int           // LESSONFLOW_MAX_HEIGHT
+	ORTThreads        int           // LESSONFLOW_ORT_THREADS: intra-op threads per session
+	ClassifyBatch     int           // LESSONFLOW_CLASSIFY_BATCH
+	WorkerConcurrency int           // LESSONFLOW_WORKER_CONCURRENCY: activities at once per worker
+	MetricsAddr       string        // LESSONFLOW_METRICS_ADDR: the worker's own /metrics (worker command)
+	TemporalUIPort    int           // LESSONFLOW_TEMPORAL_UI_PORT
+	TemporalPort      int           // LESSONFLOW_TEMPORAL_PORT: the dev server's gRPC port
+}
+
+// Setting documents one environment variable (the README's table is generated from this list).
+type Setting struct{ Env, Default, Doc string }
+
+// Settings lists every environment variable with its default.
+var Settings = []Setting{
+	{"LESSONFLOW_DATA_DIR", ".data", "catalog (SQLite), blobs, Temporal dev server database"},
+	{"LESSONFLOW_TOOLS_DIR", ".tools", "ONNX Runtime, verified models and Temporal CLI installed by `make setup`"},
+	{"LESSONFLOW_MODELS_DIR", "../shared/models", "where `make setup` copies the model files from (checked against models/manifests)"},
+	{"LESSONFLOW_HTTP_ADDR", "127.0.0.1:8080", "API listen address"},
+	{"LESSONFLOW_API_KEYS", "(dev: generated)", "`token=role,...` with roles app, reviewer, admin"},
+	{"LESSONFLOW_POLICY", "default", "moderation policy: a built-in name (moderation/policies) or a YAML file"},
+	{"TEMPORAL_ADDRESS", "(dev: starts one)", "Temporal frontend host:port; `dev` starts a dev server when unset"},
+	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace"},
+	{"LESSONFLOW_TASK_QUEUE", "lessonflow", "Temporal task queue of the workers"},
+	{"LESSONFLOW_MAX_UPLOAD_BYTES", "4294967296", "upload size limit (413 past it)"},
+	{"LESSONFLOW_MAX_DURATION", "4h", "longest accepted video"},
+	{"LESSONFLOW_MAX_WIDTH", "4096", "widest accepted frame (either orientation)"},
+	{"LESSONFLOW_MAX_HEIGHT", "2160", "tallest accepted frame (either orientation)"},
+	{"LESSONFLOW_ORT_THREADS", "1", "ONNX Runtime intra-op threads per session"},
+	{"LESSONFLOW_CLASSIFY_BATCH", "8", "frames per model run"},
+	{"LESSONFLOW_WORKER_CONCURRENCY", "2", "activities a worker runs at once"},
+	{"LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464", "`worker` command's Prometheus /metrics address"},
+	{"LESSONFLOW_TEMPORAL_UI_PORT", "8233", "dev server Web UI port"},
+	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
+}
+
+// FromEnv reads the environment; unset variables take their defaults.
+func FromEnv() (Config, error) {
+	c := Config{
+		DataDir:           env("LESSONFLOW_DATA_DIR", ".data"),
+		ToolsDir:          env("LESSONFLOW_TOOLS_DIR", ".tools"),
+		HTTPAddr:          env("LESSONFLOW_HTTP_ADDR", "127.0.0.1:8080"),
+		APIKeys:           os.Getenv("LESSONFLOW_API_KEYS"),
+		Policy:            env("LESSONFLOW_POLICY", "default"),
+		TemporalAddress:   os.Getenv("TEMPORAL_ADDRESS"),
+		TemporalNamespace: env("TEMPORAL_NAMESPACE", "default"),
+		TaskQueue:         env("LESSONFLOW_TASK_QUEUE", "lessonflow"),
+		MetricsAddr:       env("LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464"),
+	}
+	var errs []error
+	num := func(name string, def int64) int64 {
+		v, err := strconv.ParseInt(env(name, strconv.FormatInt(def, 10)), 10, 64)
+		if err != nil || v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, os.Getenv(name)))
+		}
+		return v
+	}
+	c.MaxUploadBytes = num("LESSONFLOW_MAX_UPLOAD_BYTES", 4<<30)
+	c.MaxWidth = int(num("LESSONFLOW_MAX_WIDTH", 4096))
+	c.MaxHeight = int(num("LESSONFLOW_MAX_HEIGHT", 2160))
+	c.ORTThreads = int(num("LESSONFLOW_ORT_THREADS", 1))
+	c.ClassifyBatch = int(num("LESSONFLOW_CLASSIFY_BATCH", 8))
+	c.WorkerConcurrency = int(num("LESSONFLOW_WORKER_CONCURRENCY", 2))
+	c.TemporalUIPort = int(num("LESSONFLOW_TEMPORAL_UI_PORT", 8233))
+	c.TemporalPort = int(num("LESSONFLOW_TEMPORAL_PORT", 7233))
+	d, err := time.ParseDuration(env("LESSONFLOW_MAX_DURATION", "4h"))
+	if err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("LESSONFLOW_MAX_DURATION: want a duration like 4h, got %q", os.Getenv("LESSONFLOW_MAX_DURATION")))
+	}
+	c.MaxDuration = d
+	return c, errors.Join(errs...)
+}
+
+// Flags registers the settings worth overriding on the command line.
+func (c *Config) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory (LESSONFLOW_DATA_DIR)")
+	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "API listen address (LESSONFLOW_HTTP_ADDR)")
+	fs.StringVar(&c.Policy, "policy", c.Policy, "moderation policy name or file (LESSONFLOW_POLICY)")
+	fs.StringVar(&c.TemporalAddress, "temporal", c.TemporalAddress, "Temporal frontend host:port (TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.TemporalNamespace, "namespace", c.TemporalNamespace, "Temporal namespace (TEMPORAL_NAMESPACE)")
+}
+
+// Path resolves p against the data directory.
+func (c Config) Path(p ...string) string { return filepath.Join(append([]string{c.DataDir}, p...)...) }
+
+// ORTLib is the ONNX Runtime shared library installed by setup.
+func (c Config) ORTLib() string { return filepath.Join(c.ToolsDir, "lib", "libonnxruntime.so.1") }
+
+// ModelsDir holds the verified model files.
+func (c Config) ModelsDir() string { return filepath.Join(c.ToolsDir, "models") }
+
+// TemporalCLI is the Temporal CLI used by `dev`.
+func (c Config) TemporalCLI() string { return filepath.Join(c.ToolsDir, "bin", "temporal") }
+
+// ParseAPIKeys parses `token=role,...`. Tokens must be at least 16 characters.
+func ParseAPIKeys(s string) (map[string]string, error) {
+	keys := map[string]string{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		tok, role, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("LESSONFLOW_API_KEYS: %q is not token=role", redact(item))
+		}
+		switch role {
+		case "app", "reviewer", "admin":
+		default:
+			return nil, fmt.Errorf("LESSONFLOW_API_KEYS: unknown role %q (want app, reviewer or admin)", role)
+		}
+		if len(tok) < 16 {
+			return nil, fmt.Errorf("LESSONFLOW_API_KEYS: token %s is shorter than 16 characters", redact(tok))
+		}
+		keys[tok] = role
+	}
+	return keys, nil
+}
+
+func redact(s string) string {
+	if len(s) <= 4 {
+		return "****"
+	}
+	return s[:4] + "****"
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

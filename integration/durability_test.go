@@ -1,0 +1,148 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lessonflow/lessonflow/internal/testenv"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// lessonflowBinary builds cmd/lessonflow once per test binary.
+func lessonflowBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lessonflow-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "lessonflow")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/lessonflow")
+		cmd.Dir = testenv.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = err
+			binPath = string(out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build lessonflow: %v\n%s", binErr, binPath)
+	}
+	return binPath
+}
+
+// startWorkerProcess runs `lessonflow worker` against the stack's data and queue.
+func (s *stack) startWorkerProcess(t *testing.T, n int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(lessonflowBinary(t), "worker")
+	cmd.Env = append(os.Environ(),
+		"LESSONFLOW_DATA_DIR="+s.dataDir,
+		"LESSONFLOW_TOOLS_DIR="+testenv.ToolsDir(),
+		"TEMPORAL_ADDRESS="+temporal(t).Address,
+		"LESSONFLOW_TASK_QUEUE="+s.taskQueue,
+		"TEMPORAL_NAMESPACE="+s.namespace,
+		"LESSONFLOW_METRICS_ADDR=127.0.0.1:0",
+		"LESSONFLOW_WORKER_CONCURRENCY=1",
+	)
+	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("worker %d log:\n%s", n, b)
+		}
+	})
+	return cmd
+}
+
+// waitStageRunning polls the catalog until a stage of the video is running.
+func (s *stack) waitStageRunning(t *testing.T, id, stage string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		v, err := s.catalog.GetVideo(context.Background(), id)
+		if err == nil {
+			for _, st := range v.Stages {
+				if st.Name == stage && st.State == "running" {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("stage %s of %s never ran within %s", stage, id, timeout)
+}
+
+// TestWorkerKilledMidStage: SIGKILL the worker process during sampling and
+// again during classification; after restarts the video completes with
+// exactly one decision record.
+func TestWorkerKilledMidStage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills worker processes; not in -short")
+	}
+	s := newStack(t, stackOptions{noWorker: true})
+	// 40 minutes of small video: sampling decodes for seconds and the
+	// coarse pass hits the 600-frame cap, so classification lasts too.
+	clip := testenv.Clip(t, "durability-40min.mp4", "-f", "lavfi", "-i", "testsrc2=size=256x144:rate=4:duration=2400",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "40", "-pix_fmt", "yuv420p")
+	code, body := s.upload(appKey, lessonForm(clip))
+	if code != http.StatusAccepted {
+		t.Fatalf("upload: %d %v", code, body)
+	}
+	id := body["id"].(string)
+
+	w1 := s.startWorkerProcess(t, 1)
+	s.waitStageRunning(t, id, "sample", 2*time.Minute)
+	time.Sleep(300 * time.Millisecond)
+	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w1.Wait()
+	t.Log("worker 1 killed during sampling")
+
+	w2 := s.startWorkerProcess(t, 2)
+	s.waitStageRunning(t, id, "classify", 3*time.Minute)
+	time.Sleep(300 * time.Millisecond)
+	if err := w2.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w2.Wait()
+	t.Log("worker 2 killed during classification")
+
+	s.startWorkerProcess(t, 3)
+	v := s.waitState(id, 5*time.Minute)
+	if v["state"] != "approved" {
+		t.Fatalf("state %v: %v", v["state"], v["error"])
+	}
+	ds, err := s.catalog.Decisions(context.Background(), id)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("want exactly one decision record, have %d (%v)", len(ds), err)
+	}
+	video, _ := s.catalog.GetVideo(context.Background(), id)
+	for _, st := range video.Stages {
+		t.Logf("stage %s: %s, %d attempts", st.Name, st.State, st.Attempts)
+		if (st.Name == "sample" || st.Name == "classify") && st.Attempts < 2 {
+			t.Errorf("stage %s ran %d times; the kill should have forced a retry", st.Name, st.Attempts)
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/lessonflow/lessonflow/activities"
+	"github.com/lessonflow/lessonflow/api"
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/devserver"
+	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/models"
+	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/worker"
+)
+
+const (
+	appKey      = "app-key-0123456789abcdef"
+	reviewerKey = "reviewer-key-0123456789abcdef"
+	adminKey    = "admin-key-0123456789abcdef"
+)
+
+// maxStacks is how many namespaces the dev server makes: one per stack, since
+// the same clip in two stacks has the same workflow id.
+const maxStacks = 32
+
+var (
+	stackCount   atomic.Int32
+	temporalOnce sync.Once
+	temporalSrv  *devserver.Server
+	temporalErr  error
+
+	clfOnce sync.Once
+	clf     *models.Classifier
+	clfErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if temporalSrv != nil {
+		temporalSrv.Stop()
+	}
+	os.Exit(code)
+}
+
+// temporal starts one headless dev server for the whole test binary.
+func temporal(t testing.TB) *devserver.Server {
+	t.Helper()
+	temporalOnce.Do(func() {
+		logf, _ := os.Create(filepath.Join(os.TempDir(), "lessonflow-integration-temporal.log"))
+		var extra []string
+		for i := range maxStacks {
+			extra = append(extra, fmt.Sprintf("it-%d", i))
+		}
+		temporalSrv, temporalErr = devserver.Start(context.Background(), devserver.Options{
+			CLI: testenv.TemporalCLI(t), Log: logf, ExtraNamespaces: extra})
+	})
+	if temporalErr != nil {
+		t.Fatal(temporalErr)
+	}
+	return temporalSrv
+}
+
+// classifier is shared by every in-process worker: sessions are made once.
+func classifier(t testing.TB) *models.Classifier {
+	t.Helper()
+	clfOnce.Do(func() {
+		if clfErr = models.Init(testenv.ORTLib(t)); clfErr != nil {
+			return
+		}
+		var m models.Manifest
+		if m, clfErr = models.LoadManifest("nsfw_mobilenet_v2_224"); clfErr != nil {
+			return
+		}
+		clf, clfErr = models.NewClassifier(m, testenv.ModelsDir(t), models.Options{IntraOpThreads: 1, BatchSize: 8})
+	})
+	if clfErr != nil {
+		t.Fatal(clfErr)
+	}
+	return clf
+}
+
+// stack is one LessonFlow deployment: its own data dir and task queue, a real
+// API server and (unless external) an in-process worker.
+type stack struct {
+	t         *testing.T
+	namespace string
+	dataDir   string
+	taskQueue string
+	catalog   *catalog.SQLite
+	blobs     *blob.FS
+	temporal  client.Client
+	api       *httptest.Server
+}
+
+type stackOptions struct {
+	policy         string
+	maxUploadBytes int64
+	limits         media.Limits
+	noWorker       bool // workers run as separate processes
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	srv := temporal(t)
+	if o.policy == "" {
+		o.policy = "default"
+	}
+	if o.maxUploadBytes == 0 {
+		o.maxUploadBytes = 4 << 30
+	}
+	if o.limits == (media.Limits{}) {
+		o.limits = media.DefaultLimits
+	}
+	n := int(stackCount.Add(1)) - 1
+	if n >= maxStacks {
+		t.Fatalf("more than %d stacks: raise maxStacks", maxStacks)
+	}
+	s := &stack{t: t, namespace: fmt.Sprintf("it-%d", n), dataDir: t.TempDir(), taskQueue: "lessonflow"}
+	var err error
+	if s.catalog, err = catalog.OpenSQLite(filepath.Join(s.dataDir, "catalog.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.catalog.Close() })
+	if s.blobs, err = blob.NewFS(filepath.Join(s.dataDir, "blobs")); err != nil {
+		t.Fatal(err)
+	}
+	s.temporal, err = client.Dial(client.Options{HostPort: srv.Address, Namespace: s.namespace, Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.temporal.Close)
+	if !o.noWorker {
+		policy, err := moderation.LoadPolicy(o.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acts := &activities.Activities{Catalog: s.catalog, Blobs: s.blobs, Classifier: classifier(t),
+			Policy: policy, Limits: o.limits, TempDir: t.TempDir()}
+		w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{MaxConcurrentActivityExecutionSize: 2})
+		worker.Register(w, acts)
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+	}
+	a := &api.Server{Catalog: s.catalog, Blobs: s.blobs, Temporal: s.temporal, TaskQueue: s.taskQueue,
+		WorkflowName: worker.WorkflowName, MaxUploadBytes: o.maxUploadBytes,
+		Keys:   map[string]string{appKey: api.RoleApp, reviewerKey: api.RoleReviewer, adminKey: api.RoleAdmin},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.api = httptest.NewServer(a.Handler())
+	t.Cleanup(s.api.Close)
+	return s
+}
+
+// form is an upload form: fields plus an optional file.
+type form struct {
+	fields   map[string]string
+	filename string
+	file     io.Reader // nil: no file part
+}
+
+func lessonForm(path string) form {
+	f, err := os.Open(path)
+	if err != nil {
+		panic(err)
+	}
+	return form{
+		fields:   map[string]string{"title": filepath.Base(path), "level": "2", "language": "en", "tags": "test,clip", "teacher_id": "t-1"},
+		filename: filepath.Base(path), file: f,
+	}
+}
+
+// upload posts a form and returns the status and the decoded JSON body.
+func (s *stack) upload(key string, f form) (int, map[string]any) {
+	s.t.Helper()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		for k, v := range f.fields {
+			_ = mw.WriteField(k, v)
+		}
+		if f.file != nil {
+			part, err := mw.CreateFormFile("file", f.filename)
+			if err == nil {
+				_, err = io.Copy(part, f.file)
+			}
+			if c, ok := f.file.(io.Closer); ok {
+				c.Close()
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(mw.Close())
+	}()
+	req, _ := http.NewRequest("POST", s.api.URL+"/v1/videos", pr)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return s.do(key, req)
+}
+
+func (s *stack) get(key, path string) (int, map[string]any) {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.api.URL+path, nil)
+	return s.do(key, req)
+}
+
+func (s *stack) do(key string, req *http.Request) (int, map[string]any) {
+	s.t.Helper()
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(bytes.TrimSpace(b)) > 0 && json.Unmarshal(b, &out) != nil {
+		out = map[string]any{"raw": string(b)}
+	}
+	return resp.StatusCode, out
+}
+
+// waitState polls the API until the video leaves `processing`.
+func (s *stack) waitState(id string, timeout time.Duration) map[string]any {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		code, v := s.get(adminKey, "/v1/videos/"+id)
+		if code != http.StatusOK {
+			s.t.Fatalf("GET video %s: %d %v", id, code, v)
+		}
+		if v["state"] != "processing" {
+			return v
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("video %s still processing after %s: stages %v", id, timeout, v["stages"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// blobKeys lists stored keys under a prefix.
+func (s *stack) blobKeys(prefix string) []string {
+	s.t.Helper()
+	infos, err := s.blobs.List(context.Background(), prefix)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var keys []string
+	for _, i := range infos {
+		keys = append(keys, i.Key)
+	}
+	return keys
+}

@@ -1,0 +1,136 @@
+package workflows_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/lessonflow/lessonflow/activities"
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/models"
+	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/worker"
+	"github.com/lessonflow/lessonflow/workflows"
+)
+
+var (
+	clfOnce sync.Once
+	clf     *models.Classifier
+	clfErr  error
+)
+
+// deps are real: SQLite catalog, file blobs, ffmpeg, ONNX Runtime and the model.
+func deps(t *testing.T, policyName string) *activities.Activities {
+	t.Helper()
+	clfOnce.Do(func() {
+		if clfErr = models.Init(testenv.ORTLib(t)); clfErr != nil {
+			return
+		}
+		m, err := models.LoadManifest(models.NSFWModelID)
+		if err != nil {
+			clfErr = err
+			return
+		}
+		clf, clfErr = models.NewClassifier(m, testenv.ModelsDir(t), models.Options{})
+	})
+	if clfErr != nil {
+		t.Fatal(clfErr)
+	}
+	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	blobs, err := blob.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := moderation.LoadPolicy(policyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &activities.Activities{Catalog: cat, Blobs: blobs, Classifier: clf, Policy: policy, Limits: media.DefaultLimits, TempDir: t.TempDir()}
+}
+
+// run uploads a file into the deps' stores and runs the workflow to the end.
+func run(t *testing.T, acts *activities.Activities, path string) (workflows.VideoResult, workflows.VideoInput) {
+	t.Helper()
+	ctx := context.Background()
+	f := testenv.Open(t, path)
+	info, err := acts.Blobs.Put(ctx, "uploads/test", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := workflows.VideoInput{VideoID: "v" + info.SHA256[:24], BlobKey: info.Key, SHA256: info.SHA256}
+	if _, _, err := acts.Catalog.CreateVideo(ctx, catalog.Video{ID: in.VideoID, SHA256: in.SHA256, Title: "t", Level: 1,
+		Language: "en", TeacherID: "t1", BlobKey: in.BlobKey, SizeBytes: info.Size}); err != nil {
+		t.Fatal(err)
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	worker.Register(env, acts)
+	env.ExecuteWorkflow(worker.WorkflowName, in)
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var res workflows.VideoResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatalf("workflow error: %v", err)
+	}
+	return res, in
+}
+
+func TestVideoApprovedSlides(t *testing.T) {
+	acts := deps(t, "default")
+	clip := testenv.Clip(t, "wf-slides.mp4", "-f", "lavfi", "-i",
+		"color=c=white:s=640x360:r=10:d=8,drawbox=x=40:y=40:w=560:h=60:color=navy:t=fill,drawbox=x=40:y=140:w=300:h=20:color=gray:t=fill",
+		"-c:v", "libx264", "-pix_fmt", "yuv420p")
+	res, in := run(t, acts, clip)
+	if res.State != "approved" {
+		t.Fatalf("slides: %+v", res)
+	}
+	v, err := acts.Catalog.GetVideo(context.Background(), in.VideoID)
+	if err != nil || v.State != catalog.StateApproved || v.Media == nil || v.Media.Width != 640 {
+		t.Fatalf("catalog: %+v %v", v, err)
+	}
+	ds, _ := acts.Catalog.Decisions(context.Background(), in.VideoID)
+	if len(ds) != 1 || ds[0].PolicyVersion != acts.Policy.Version || ds[0].ModelSHA256 != clf.ModelSHA256() || ds[0].Sampler == nil {
+		t.Fatalf("decision log: %+v", ds)
+	}
+}
+
+func TestVideoBlockedByDrawingPolicy(t *testing.T) {
+	acts := deps(t, "test-block-drawing")
+	clip := testenv.Clip(t, "wf-testsrc2.mp4", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=10:duration=8", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+	res, in := run(t, acts, clip)
+	if res.State != "blocked" {
+		t.Fatalf("testsrc2 under the drawing policy: %+v", res)
+	}
+	// The dense pass ran: frames at 4 fps were stored beside the coarse ones.
+	dense, _ := acts.Blobs.List(context.Background(), "frames/"+in.VideoID+"/dense/")
+	if len(dense) < 10 {
+		t.Fatalf("dense re-scan stored %d frames", len(dense))
+	}
+}
+
+func TestVideoRejectedInvalid(t *testing.T) {
+	acts := deps(t, "default")
+	png := testenv.Clip(t, "wf-image.png", "-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1")
+	res, in := run(t, acts, png)
+	if res.State != "rejected_invalid" || res.Reason == "" {
+		t.Fatalf("png: %+v", res)
+	}
+	v, _ := acts.Catalog.GetVideo(context.Background(), in.VideoID)
+	if v.State != catalog.StateRejectedInvalid || v.Error == "" {
+		t.Fatalf("catalog: %+v", v)
+	}
+	if left, _ := acts.Blobs.List(context.Background(), ""); len(left) != 0 {
+		t.Fatalf("rejected upload left blobs: %v", left)
+	}
+}
