@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
 	"path"
+	"sync"
 
 	"go.temporal.io/sdk/activity"
 
@@ -18,10 +20,6 @@ import (
 
 // maxFrameBytes bounds one stored frame read back for classification.
 const maxFrameBytes = 16 << 20
-
-// decodeBatch frames are decoded ahead of each model call (the classifier
-// batches them by its own size).
-const decodeBatch = 8
 
 // ScoreSet references stored per-frame scores.
 type ScoreSet struct {
@@ -33,8 +31,8 @@ type ScoreSet struct {
 }
 
 // Classify runs the explicit-content model over a FrameSet and stores the
-// per-frame probabilities. Frames are decoded one batch ahead of the model so
-// JPEG decoding overlaps inference.
+// per-frame probabilities. Frames are decoded and preprocessed one batch ahead
+// of the model, so that work overlaps inference.
 func (a *Activities) Classify(ctx context.Context, fs FrameSet) (ss ScoreSet, err error) {
 	var m frameManifest
 	if err := getJSON(ctx, a.Blobs, fs.Key, fs.SHA256, &m); err != nil {
@@ -49,22 +47,23 @@ func (a *Activities) Classify(ctx context.Context, fs FrameSet) (ss ScoreSet, er
 	out := scoreFile{ModelID: c.ModelID(), ModelSHA256: c.ModelSHA256(), Labels: c.Labels(),
 		Frames: make([]moderation.FrameScore, 0, len(m.Frames))}
 
-	batches := make(chan decodedBatch, 1)
+	labels := len(c.Labels())
+	batches := make(chan preparedBatch, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go a.decodeFrames(ctx, m.Frames, decodeBatch, batches)
+	go a.prepareBatches(ctx, m.Frames, batches)
 	for b := range batches {
 		if b.err != nil {
 			return ss, fmt.Errorf("classify %s: %w", m.VideoID, b.err)
 		}
-		probs, err := c.Classify(ctx, b.imgs)
+		probs, err := c.RunPreprocessed(b.tensor, len(b.frames))
 		if err != nil {
 			return ss, fmt.Errorf("classify %s: %w", m.VideoID, err)
 		}
-		for i, p := range probs {
-			out.Frames = append(out.Frames, moderation.FrameScore{PTSMS: b.frames[i].PTSMS, Dense: fs.Dense, Scores: p})
+		for i, f := range b.frames {
+			out.Frames = append(out.Frames, moderation.FrameScore{PTSMS: f.PTSMS, Dense: fs.Dense, Scores: probs[i*labels : (i+1)*labels]})
 		}
-		framesClassified.Add(float64(len(probs)))
+		framesClassified.Add(float64(len(b.frames)))
 		activity.RecordHeartbeat(ctx, len(out.Frames))
 	}
 	if len(out.Frames) != len(m.Frames) {
@@ -78,24 +77,23 @@ func (a *Activities) Classify(ctx context.Context, fs FrameSet) (ss ScoreSet, er
 	return ScoreSet{Key: key, SHA256: info.SHA256, Count: len(out.Frames), ModelID: c.ModelID(), ModelSHA256: c.ModelSHA256()}, nil
 }
 
-type decodedBatch struct {
+// preparedBatch is frames decoded and preprocessed into one model input.
+type preparedBatch struct {
 	frames []storedFrame
-	imgs   []image.Image
+	tensor []float32
 	err    error
 }
 
-func (a *Activities) decodeFrames(ctx context.Context, frames []storedFrame, size int, out chan<- decodedBatch) {
+// prepareBatches reads, decodes and preprocesses frames one batch ahead of
+// the model, on another core, so the model is never waiting for them.
+func (a *Activities) prepareBatches(ctx context.Context, frames []storedFrame, out chan<- preparedBatch) {
 	defer close(out)
+	c := a.Classifier
+	size, per := c.BatchSize(), c.InputSize()
 	for start := 0; start < len(frames); start += size {
-		b := decodedBatch{frames: frames[start:min(start+size, len(frames))]}
-		for _, f := range b.frames {
-			img, err := a.decodeFrame(ctx, f)
-			if err != nil {
-				b.err = err
-				break
-			}
-			b.imgs = append(b.imgs, img)
-		}
+		b := preparedBatch{frames: frames[start:min(start+size, len(frames))]}
+		b.tensor = make([]float32, len(b.frames)*per)
+		b.err = a.prepare(ctx, b.frames, b.tensor, per)
 		select {
 		case out <- b:
 		case <-ctx.Done():
@@ -105,6 +103,31 @@ func (a *Activities) decodeFrames(ctx context.Context, frames []storedFrame, siz
 			return
 		}
 	}
+}
+
+// prepareWorkers decode and preprocess a batch's frames side by side: the
+// first batch of every stage has no model run to hide behind.
+const prepareWorkers = 2
+
+func (a *Activities) prepare(ctx context.Context, frames []storedFrame, tensor []float32, per int) error {
+	errs := make([]error, len(frames))
+	var wg sync.WaitGroup
+	for w := range prepareWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(frames); i += prepareWorkers {
+				img, err := a.decodeFrame(ctx, frames[i])
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				a.Classifier.Preprocess(img, tensor[i*per:(i+1)*per])
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (a *Activities) decodeFrame(ctx context.Context, f storedFrame) (image.Image, error) {

@@ -80,8 +80,8 @@ func (a *Activities) SampleFrames(ctx context.Context, in SampleInput) (fs Frame
 // DenseInput asks for a dense re-sample around the coarse pass's suspicious frames.
 type DenseInput struct {
 	VideoRef
-	Coarse     ScoreSet `json:"coarse"`
-	DurationMS int64    `json:"duration_ms"`
+	Info   media.Info `json:"info"`
+	Coarse ScoreSet   `json:"coarse"`
 }
 
 // SampleDense re-samples densely around every coarse frame whose score
@@ -92,14 +92,14 @@ func (a *Activities) SampleDense(ctx context.Context, in DenseInput) (fs FrameSe
 	if err != nil {
 		return fs, fmt.Errorf("dense sample of %s: %w", in.VideoID, err)
 	}
-	windows := a.Policy.RescanWindows(scores.Frames, in.DurationMS)
+	windows := a.Policy.RescanWindows(scores.Frames, in.Info.DurationMS)
 	activity.GetLogger(ctx).Info("dense re-scan", "video", in.VideoID, "windows", len(windows))
 	s := a.Policy.Sampling
 	fs, err = a.storeFrames(ctx, in.VideoRef, true, s, func(emit func(media.Frame) error, path string) error {
 		if len(windows) == 0 {
 			return nil
 		}
-		return media.SampleWindows(ctx, path, windows, s, emit)
+		return media.SampleWindows(ctx, path, in.Info, windows, s, emit)
 	})
 	if err != nil {
 		return fs, fmt.Errorf("dense sample of %s: %w", in.VideoID, err)

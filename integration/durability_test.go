@@ -2,15 +2,18 @@ package integration
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lessonflow/lessonflow/devserver"
 	"github.com/lessonflow/lessonflow/internal/testenv"
 )
 
@@ -50,7 +53,7 @@ func (s *stack) startWorkerProcess(t *testing.T, n int) *exec.Cmd {
 	cmd.Env = append(os.Environ(),
 		"LESSONFLOW_DATA_DIR="+s.dataDir,
 		"LESSONFLOW_TOOLS_DIR="+testenv.ToolsDir(),
-		"TEMPORAL_ADDRESS="+temporal(t).Address,
+		"TEMPORAL_ADDRESS="+s.server.Address,
 		"LESSONFLOW_TASK_QUEUE="+s.taskQueue,
 		"TEMPORAL_NAMESPACE="+s.namespace,
 		"LESSONFLOW_METRICS_ADDR=127.0.0.1:0",
@@ -145,4 +148,77 @@ func TestWorkerKilledMidStage(t *testing.T) {
 			t.Errorf("stage %s ran %d times; the kill should have forced a retry", st.Name, st.Attempts)
 		}
 	}
+}
+
+// TestTemporalServerKilledMidPipeline: SIGKILL the Temporal server (persisted
+// in SQLite) while a video is being classified, and restart it. The video
+// completes with one decision; an upload while the server is down answers
+// 503 and leaves nothing behind, and its retry goes through.
+func TestTemporalServerKilledMidPipeline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the Temporal server; not in -short")
+	}
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := devserver.Options{CLI: testenv.TemporalCLI(t), DBFile: filepath.Join(dir, "temporal.db"), Log: logf}
+	srv, err := devserver.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	s := newStack(t, stackOptions{server: srv, namespace: "default", noWorker: true})
+	s.startWorkerProcess(t, 1)
+	clip := testenv.Clip(t, "durability-40min.mp4", "-f", "lavfi", "-i", "testsrc2=size=256x144:rate=4:duration=2400",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "40", "-pix_fmt", "yuv420p")
+	code, body := s.upload(appKey, lessonForm(clip))
+	if code != http.StatusAccepted {
+		t.Fatalf("upload: %d %v", code, body)
+	}
+	id := body["id"].(string)
+	s.waitStageRunning(t, id, "classify", 3*time.Minute)
+	srv.Kill()
+	t.Log("Temporal server killed during classification")
+
+	second := testenv.Clip(t, "durability-second.mp4", "-f", "lavfi", "-i", "smptebars=size=320x240:rate=5:duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+	if code, body := s.upload(appKey, lessonForm(second)); code != http.StatusServiceUnavailable {
+		t.Fatalf("upload with Temporal down: %d %v, want 503", code, body)
+	}
+	if keys := s.blobKeys("uploads/"); len(keys) != 1 {
+		t.Fatalf("the failed upload left a blob: %v", keys)
+	}
+
+	opts.Port = portOf(t, srv.Address)
+	srv2, err := devserver.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv2.Stop() })
+	t.Log("Temporal server restarted on the same database")
+	code, body = s.upload(appKey, lessonForm(second))
+	if code != http.StatusAccepted {
+		t.Fatalf("retried upload: %d %v", code, body)
+	}
+	for _, vid := range []string{id, body["id"].(string)} {
+		v := s.waitState(vid, 6*time.Minute)
+		if v["state"] != "approved" {
+			t.Fatalf("%s: state %v: %v", vid, v["state"], v["error"])
+		}
+		ds, err := s.catalog.Decisions(context.Background(), vid)
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("%s: want exactly one decision record, have %d (%v)", vid, len(ds), err)
+		}
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }

@@ -104,6 +104,7 @@ func classifier(t testing.TB) *models.Classifier {
 type stack struct {
 	t         *testing.T
 	namespace string
+	server    *devserver.Server
 	dataDir   string
 	taskQueue string
 	catalog   *catalog.SQLite
@@ -117,11 +118,17 @@ type stackOptions struct {
 	maxUploadBytes int64
 	limits         media.Limits
 	noWorker       bool // workers run as separate processes
+	// server and namespace replace the shared dev server (tests that kill it).
+	server    *devserver.Server
+	namespace string
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	srv := temporal(t)
+	srv := o.server
+	if srv == nil {
+		srv = temporal(t)
+	}
 	if o.policy == "" {
 		o.policy = "default"
 	}
@@ -135,7 +142,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if n >= maxStacks {
 		t.Fatalf("more than %d stacks: raise maxStacks", maxStacks)
 	}
-	s := &stack{t: t, namespace: fmt.Sprintf("it-%d", n), dataDir: t.TempDir(), taskQueue: "lessonflow"}
+	s := &stack{t: t, namespace: fmt.Sprintf("it-%d", n), dataDir: t.TempDir(), taskQueue: "lessonflow", server: srv}
+	if o.namespace != "" {
+		s.namespace = o.namespace
+	}
 	var err error
 	if s.catalog, err = catalog.OpenSQLite(filepath.Join(s.dataDir, "catalog.db")); err != nil {
 		t.Fatal(err)

@@ -45,6 +45,18 @@ func (c *Classifier) RunPreprocessed(batch []float32, n int) ([]float32, error) 
 	return c.s.runPreprocessed(batch, n)
 }
 
+// InputSize is the number of floats one preprocessed image takes.
+func (c *Classifier) InputSize() int { return c.s.inLen }
+
+// BatchSize is how many images one model run takes at most.
+func (c *Classifier) BatchSize() int { return c.s.opts.BatchSize }
+
+// Preprocess writes img into dst (InputSize floats) as the model expects, so
+// callers can prepare the next batch while RunPreprocessed runs this one.
+func (c *Classifier) Preprocess(img image.Image, dst []float32) {
+	Preprocess(img, c.s.m.Preprocessing, dst)
+}
+
 // Labels returns the class names, in probability order.
 func (c *Classifier) Labels() []string { return append([]string(nil), c.s.m.Labels...) }
 

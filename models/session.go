@@ -126,6 +126,15 @@ func newSession(m Manifest, modelDir, output string, opts Options) (*session, er
 		b := make([]float32, s.opts.BatchSize*s.inLen)
 		return &b
 	}
+	// ORT plans memory for each input shape on its first run (tens of ms):
+	// pay that for every batch size at start-up, not on the first videos.
+	zeros := make([]float32, opts.BatchSize*s.inLen)
+	for n := 1; n <= opts.BatchSize; n++ {
+		if _, err := s.runPreprocessed(zeros, n); err != nil {
+			s.close()
+			return nil, wrap(fmt.Errorf("warm-up run: %w", err))
+		}
+	}
 	return s, nil
 }
 

@@ -79,7 +79,7 @@ func Video(ctx workflow.Context, in VideoInput) (VideoResult, error) {
 	}
 	var dense activities.FrameSet
 	err = workflow.ExecuteActivity(heavy, a.SampleDense, activities.DenseInput{
-		VideoRef: ref, Coarse: coarseScores, DurationMS: info.DurationMS,
+		VideoRef: ref, Coarse: coarseScores, Info: info,
 	}).Get(ctx, &dense)
 	if err != nil {
 		return fail(ctx, in, "dense sample", err)

@@ -1,0 +1,53 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestREADMEDocumentsEverySetting keeps the README's configuration table in step.
+func TestREADMEDocumentsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings {
+		row := "| `" + s.Env + "` | `" + s.Default + "` |"
+		if !strings.Contains(string(b), row) {
+			t.Errorf("README lacks the row for %s (want it to start with %q)", s.Env, row)
+		}
+	}
+}
+
+func TestFromEnvDefaultsAndErrors(t *testing.T) {
+	for _, s := range Settings {
+		t.Setenv(s.Env, "")
+	}
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxUploadBytes != 4<<30 || c.HTTPAddr != "127.0.0.1:8080" || c.MaxDuration.Hours() != 4 || c.Policy != "default" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	t.Setenv("LESSONFLOW_MAX_UPLOAD_BYTES", "lots")
+	t.Setenv("LESSONFLOW_MAX_DURATION", "-1h")
+	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_MAX_UPLOAD_BYTES") || !strings.Contains(err.Error(), "LESSONFLOW_MAX_DURATION") {
+		t.Fatalf("want both errors, got %v", err)
+	}
+}
+
+func TestParseAPIKeys(t *testing.T) {
+	keys, err := ParseAPIKeys("aaaaaaaaaaaaaaaa=app, bbbbbbbbbbbbbbbb=admin")
+	if err != nil || keys["aaaaaaaaaaaaaaaa"] != "app" || keys["bbbbbbbbbbbbbbbb"] != "admin" {
+		t.Fatalf("%v %v", keys, err)
+	}
+	for _, bad := range []string{"short=app", "aaaaaaaaaaaaaaaa=root", "aaaaaaaaaaaaaaaa"} {
+		if _, err := ParseAPIKeys(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		} else if strings.Contains(err.Error(), "aaaaaaaaaaaaaaaa") {
+			t.Errorf("error leaks the token: %v", err)
+		}
+	}
+}
