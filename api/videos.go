@@ -15,24 +15,11 @@ import (
 
 var videoIDRe = regexp.MustCompile(`^v[0-9a-f]{24}$`)
 
-// videoView is a video as the API shows it.
+// videoView is a video as the API shows it: the catalog record and its
+// latest decision.
 type videoView struct {
-	ID          string          `json:"id"`
-	State       catalog.State   `json:"state"`
-	Title       string          `json:"title"`
-	Description string          `json:"description"`
-	Level       int             `json:"level"`
-	Language    string          `json:"language"`
-	Tags        []string        `json:"tags"`
-	TeacherID   string          `json:"teacher_id"`
-	SHA256      string          `json:"sha256"`
-	SizeBytes   int64           `json:"size_bytes"`
-	Error       string          `json:"error,omitempty"`
-	Media       *media.Info     `json:"media"`
-	Stages      []catalog.Stage `json:"stages"`
-	Decision    *decisionView   `json:"decision"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
+	catalog.Video
+	Decision *decisionView `json:"decision"`
 }
 
 // decisionView is the latest decision on a video.
@@ -50,11 +37,7 @@ type decisionView struct {
 }
 
 func view(v catalog.Video, d *catalog.Decision) videoView {
-	out := videoView{
-		ID: v.ID, State: v.State, Title: v.Title, Description: v.Description, Level: v.Level,
-		Language: v.Language, Tags: v.Tags, TeacherID: v.TeacherID, SHA256: v.SHA256, SizeBytes: v.SizeBytes,
-		Error: v.Error, Media: v.Media, Stages: v.Stages, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
-	}
+	out := videoView{Video: v}
 	if out.Tags == nil {
 		out.Tags = []string{}
 	}

@@ -96,6 +96,19 @@ func (s *stack) waitStageRunning(t *testing.T, id, stage string, timeout time.Du
 	t.Fatalf("stage %s of %s never ran within %s", stage, id, timeout)
 }
 
+// killWorkerDuring starts worker n, waits until the stage runs, and SIGKILLs it.
+func (s *stack) killWorkerDuring(t *testing.T, id, stage string, n int) {
+	t.Helper()
+	w := s.startWorkerProcess(t, n)
+	s.waitStageRunning(t, id, stage, 3*time.Minute)
+	time.Sleep(300 * time.Millisecond)
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Wait()
+	t.Logf("worker %d killed during %s", n, stage)
+}
+
 // TestWorkerKilledMidStage: SIGKILL the worker process during sampling and
 // again during classification; after restarts the video completes with
 // exactly one decision record.
@@ -114,24 +127,8 @@ func TestWorkerKilledMidStage(t *testing.T) {
 	}
 	id := body["id"].(string)
 
-	w1 := s.startWorkerProcess(t, 1)
-	s.waitStageRunning(t, id, "sample", 2*time.Minute)
-	time.Sleep(300 * time.Millisecond)
-	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = w1.Wait()
-	t.Log("worker 1 killed during sampling")
-
-	w2 := s.startWorkerProcess(t, 2)
-	s.waitStageRunning(t, id, "classify", 3*time.Minute)
-	time.Sleep(300 * time.Millisecond)
-	if err := w2.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = w2.Wait()
-	t.Log("worker 2 killed during classification")
-
+	s.killWorkerDuring(t, id, "sample", 1)
+	s.killWorkerDuring(t, id, "classify", 2)
 	s.startWorkerProcess(t, 3)
 	v := s.waitState(id, 5*time.Minute)
 	if v["state"] != "approved" {

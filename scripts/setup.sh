@@ -37,9 +37,11 @@ if [ ! -s "$ort_lib" ] || [ "$(cat "$tools/lib/ort.version" 2>/dev/null)" != "$o
 fi
 
 # Temporal CLI (dev server + Web UI). Newer tags fail `go install`.
-if [ ! -x "$tools/bin/temporal" ] || ! "$tools/bin/temporal" --version 2>/dev/null | grep -q "${temporal_version#v}"; then
+# (`go install` builds report version 0.0.0-DEV, hence the marker file.)
+if [ ! -x "$tools/bin/temporal" ] || [ "$(cat "$tools/bin/temporal.version" 2>/dev/null)" != "$temporal_version" ]; then
   say "installing Temporal CLI $temporal_version (go install)"
   GOBIN="$tools/bin" go install "github.com/temporalio/cli/cmd/temporal@$temporal_version"
+  echo "$temporal_version" > "$tools/bin/temporal.version"
 fi
 
 # Models: copied, never committed; the manifests hold the expected sha256.

@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,6 +67,24 @@ func dialTemporal(ctx context.Context, cfg config.Config) (client.Client, error)
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	return c, nil
+}
+
+// connect opens the stores and dials Temporal (a local dev server unless
+// TEMPORAL_ADDRESS says otherwise) for the api and worker commands.
+func connect(ctx context.Context, cfg config.Config) (*stores, client.Client, error) {
+	if cfg.TemporalAddress == "" {
+		cfg.TemporalAddress = "127.0.0.1:7233"
+	}
+	st, err := openStores(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := dialTemporal(ctx, cfg)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, c, nil
 }
 
 // newActivities loads ONNX Runtime, the model and the policy once per worker.
@@ -170,18 +190,11 @@ func runAPI(ctx context.Context, args []string) error {
 	if len(keys) == 0 {
 		return errors.New("LESSONFLOW_API_KEYS is empty: set token=role pairs (roles app, reviewer, admin)")
 	}
-	if cfg.TemporalAddress == "" {
-		cfg.TemporalAddress = "127.0.0.1:7233"
-	}
-	st, err := openStores(cfg)
+	st, c, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	c, err := dialTemporal(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer c.Close()
 	slog.Info("API listening", "url", "http://"+cfg.HTTPAddr)
 	return serveHTTP(ctx, cfg.HTTPAddr, newAPI(cfg, c, st, keys).Handler())
@@ -192,18 +205,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.TemporalAddress == "" {
-		cfg.TemporalAddress = "127.0.0.1:7233"
-	}
-	st, err := openStores(cfg)
+	st, c, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	c, err := dialTemporal(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer c.Close()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
@@ -255,24 +261,31 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	errc := make(chan error, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 2)
+	running := 1
 	if withWorker {
+		running++
 		go func() { errc <- runWorkerLoop(ctx, cfg, c, st) }()
 	}
 	go func() { errc <- serveHTTP(ctx, cfg.HTTPAddr, newAPI(cfg, c, st, keys).Handler()) }()
 	printBanner(cfg, uiURL, keys, withWorker)
+	var first error
 	select {
 	case <-ctx.Done():
 		slog.Info("shutting down")
-	case err := <-errc:
-		if err != nil {
-			return err
+	case first = <-errc:
+		running--
+	}
+	// Stop the worker and the API before the client and server they use.
+	cancel()
+	for ; running > 0; running-- {
+		if err := <-errc; first == nil {
+			first = err
 		}
 	}
-	cancel()
-	return nil
+	return first
 }
 
 // devKeys uses LESSONFLOW_API_KEYS, else keys generated once and kept in the
@@ -307,8 +320,10 @@ func printBanner(cfg config.Config, uiURL string, keys map[string]string, withWo
 		fmt.Fprintf(&b, "  Temporal UI: %s\n", uiURL)
 	}
 	fmt.Fprintf(&b, "  Temporal:    %s (namespace %s)\n  Worker:      %v\n  Data:        %s\n  API keys:\n", cfg.TemporalAddress, cfg.TemporalNamespace, withWorker, absPath(cfg.DataDir))
-	for tok, role := range keys {
-		fmt.Fprintf(&b, "    %-8s %s\n", role, tok)
+	toks := slices.Collect(maps.Keys(keys))
+	slices.SortFunc(toks, func(a, b string) int { return strings.Compare(keys[a], keys[b]) })
+	for _, tok := range toks {
+		fmt.Fprintf(&b, "    %-8s %s\n", keys[tok], tok)
 	}
 	fmt.Fprintf(&b, "  Try: LESSONFLOW_API_KEY=<app key> bin/lessonflow upload FILE --title 'My lesson' --wait\n  Ctrl-C stops everything.\n\n")
 	fmt.Print(b.String())
