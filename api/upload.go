@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -201,7 +202,7 @@ func receiveUpload(ctx context.Context, store blob.Store, mr *multipart.Reader, 
 			if err := checkFilename(rawFilename(part)); err != nil {
 				return up, err
 			}
-			key := "uploads/" + randomID()
+			key := uploadKey(time.Now())
 			info, err := store.Put(ctx, key, &limitedReader{r: part, left: maxBytes})
 			if err != nil {
 				_ = store.Delete(context.WithoutCancel(ctx), key)

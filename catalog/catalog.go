@@ -163,6 +163,9 @@ type Store interface {
 	// upload. A missing video is not an error; one with decisions gives
 	// ErrHasDecisions.
 	DeleteVideo(ctx context.Context, id string) error
+	// BlobKeyInUse reports whether any video's upload is stored under key,
+	// so a sweeper can remove uploads that a crash left without a video.
+	BlobKeyInUse(ctx context.Context, key string) (bool, error)
 	// Close releases the store; calling it again is a no-op.
 	Close() error
 }

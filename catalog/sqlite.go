@@ -686,6 +686,15 @@ func (s *SQLite) Decisions(ctx context.Context, videoID string) ([]Decision, err
 	return out, nil
 }
 
+// BlobKeyInUse implements Store.
+func (s *SQLite) BlobKeyInUse(ctx context.Context, key string) (bool, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM videos WHERE blob_key = ?`, key).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up blob key %s: %w", key, err)
+	}
+	return n > 0, nil
+}
+
 // DeleteVideo implements Store.
 func (s *SQLite) DeleteVideo(ctx context.Context, id string) error {
 	err := inTx(ctx, s.w, func(tx *sql.Tx) error {

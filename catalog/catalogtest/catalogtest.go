@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"DecisionIdempotent", testDecisionIdempotent},
 		{"DecisionConcurrent", testDecisionConcurrent},
 		{"DeleteVideo", testDeleteVideo},
+		{"BlobKeyInUse", testBlobKeyInUse},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -646,6 +647,22 @@ func testDecisionConcurrent(t *testing.T, s catalog.Store) {
 	ds, err := s.Decisions(ctx, "v1")
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("Decisions = %d, %v; want exactly 1", len(ds), err)
+	}
+}
+
+func testBlobKeyInUse(t *testing.T, s catalog.Store) {
+	v := create(t, s, sampleVideo("v1"))
+	for key, want := range map[string]bool{v.BlobKey: true, v.BlobKey + "x": false, "": false} {
+		got, err := s.BlobKeyInUse(ctx, key)
+		if err != nil || got != want {
+			t.Fatalf("BlobKeyInUse(%q) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	if err := s.DeleteVideo(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.BlobKeyInUse(ctx, v.BlobKey); got {
+		t.Fatal("a deleted video's upload is still in use")
 	}
 }
 

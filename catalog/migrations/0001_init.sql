@@ -19,6 +19,8 @@ CREATE TABLE videos (
 ) STRICT;
 
 -- Keyset pagination, newest first, optionally by state.
+-- The upload sweeper asks whether a stored upload belongs to any video.
+CREATE INDEX videos_blob_key ON videos (blob_key);
 CREATE INDEX videos_created ON videos (created_at DESC, id DESC);
 CREATE INDEX videos_state_created ON videos (state, created_at DESC, id DESC);
 

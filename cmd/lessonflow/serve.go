@@ -155,6 +155,16 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
 	return srv.Shutdown(shutCtx)
 }
 
+// Uploads older than this with no video are leftovers of a crash.
+const orphanUploadAge = 24 * time.Hour
+
+// startAPI builds the API and starts its upload sweeper.
+func startAPI(ctx context.Context, cfg config.Config, c client.Client, st *stores, keys map[string]string) *api.Server {
+	s := newAPI(cfg, c, st, keys)
+	go s.SweepEvery(ctx, time.Hour, orphanUploadAge)
+	return s
+}
+
 func newAPI(cfg config.Config, c client.Client, st *stores, keys map[string]string) *api.Server {
 	return &api.Server{
 		Catalog: st.catalog, Blobs: st.blobs, Temporal: c, TaskQueue: cfg.TaskQueue,
@@ -197,7 +207,7 @@ func runAPI(ctx context.Context, args []string) error {
 	defer st.Close()
 	defer c.Close()
 	slog.Info("API listening", "url", "http://"+cfg.HTTPAddr)
-	return serveHTTP(ctx, cfg.HTTPAddr, newAPI(cfg, c, st, keys).Handler())
+	return serveHTTP(ctx, cfg.HTTPAddr, startAPI(ctx, cfg, c, st, keys).Handler())
 }
 
 func runWorker(ctx context.Context, args []string) error {
@@ -269,7 +279,7 @@ func runDev(ctx context.Context, args []string) error {
 		running++
 		go func() { errc <- runWorkerLoop(ctx, cfg, c, st) }()
 	}
-	go func() { errc <- serveHTTP(ctx, cfg.HTTPAddr, newAPI(cfg, c, st, keys).Handler()) }()
+	go func() { errc <- serveHTTP(ctx, cfg.HTTPAddr, startAPI(ctx, cfg, c, st, keys).Handler()) }()
 	printBanner(cfg, uiURL, keys, withWorker)
 	var first error
 	select {
