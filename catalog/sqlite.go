@@ -7,18 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net/url"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
-
+	"github.com/lessonflow/lessonflow/internal/sqlitedb"
 	"github.com/lessonflow/lessonflow/media"
 )
 
@@ -31,7 +27,7 @@ var migrationFiles embed.FS
 // SQLite allows one writer at a time, so writes go through a *sql.DB with a
 // single connection: goroutines of one process queue in Go (honouring their
 // contexts) rather than spinning on the file lock, and only processes contend
-// for the lock, waiting up to busyTimeout. Write transactions start with
+// for the lock, waiting up to sqlitedb.BusyTimeout. Write transactions start with
 // BEGIN IMMEDIATE, taking the lock up front, so a transaction that reads and
 // then writes can never fail with SQLITE_BUSY on the upgrade. Reads use a
 // pool of read-only connections; in WAL mode they never block the writer.
@@ -51,8 +47,6 @@ type SQLite struct {
 
 var _ Store = (*SQLite)(nil)
 
-const busyTimeout = 10 * time.Second
-
 // OpenSQLite opens (creating if needed) the catalog at path and brings its
 // schema up to date. Several processes may open the same file at once.
 // path must name a file: ":memory:" would give each connection its own
@@ -65,75 +59,11 @@ func OpenSQLite(path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open catalog %s: %w", path, err)
 	}
-	// A file: URI, so that any byte of the path is escaped and not taken for
-	// a parameter; the driver reads the _ parameters, SQLite ignores them.
-	uri := (&url.URL{Scheme: "file", Path: abs}).String()
-	common := "_busy_timeout=" + strconv.Itoa(int(busyTimeout/time.Millisecond)) + "&_foreign_keys=on"
-
-	w, err := sql.Open("sqlite3", uri+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	db, err := sqlitedb.Open(context.Background(), "sqlite3", abs, "_foreign_keys=on", migrate)
 	if err != nil {
-		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
+		return nil, fmt.Errorf("open catalog: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	ctx := context.Background()
-	// Switching a new file to WAL needs an exclusive lock, and SQLite reports
-	// SQLITE_BUSY for it without calling the busy handler when several
-	// processes create the file at once: retry that case ourselves.
-	err = retryBusy(func() error {
-		if err := checkWAL(ctx, w); err != nil {
-			return err
-		}
-		return migrate(ctx, w)
-	})
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
-	}
-
-	// query_only makes a write through the read pool an error, not a silent
-	// bypass of the single writer.
-	r, err := sql.Open("sqlite3", uri+"?"+common+"&_query_only=on")
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
-	}
-	r.SetMaxOpenConns(max(4, runtime.NumCPU()))
-	r.SetMaxIdleConns(max(4, runtime.NumCPU()))
-	if err := r.PingContext(ctx); err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("open catalog %s: %w", abs, err)
-	}
-	return &SQLite{w: w, r: r}, nil
-}
-
-func retryBusy(fn func() error) error {
-	deadline := time.Now().Add(busyTimeout)
-	for {
-		err := fn()
-		var se sqlite3.Error
-		if err == nil || !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) ||
-			time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
-	}
-}
-
-// checkWAL fails if the driver could not switch the file to WAL (e.g. on a
-// filesystem without shared memory): readers would then block the writer.
-func checkWAL(ctx context.Context, db *sql.DB) error {
-	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return fmt.Errorf("journal mode: %w", err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal mode is %q, want wal", mode)
-	}
-	return nil
+	return &SQLite{w: db.W, r: db.R}, nil
 }
 
 type migration struct {
@@ -180,7 +110,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	latest := len(migs)
-	return inTx(ctx, db, func(tx *sql.Tx) error {
+	return sqlitedb.InTx(ctx, db, func(tx *sql.Tx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 			return fmt.Errorf("schema version: %w", err)
@@ -202,18 +132,6 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		}
 		return nil
 	})
-}
-
-func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // Close implements Store.
@@ -359,7 +277,7 @@ func (s *SQLite) CreateVideo(ctx context.Context, v Video) (Video, bool, error) 
 		out      Video
 		inserted bool
 	)
-	err = inTx(ctx, s.w, func(tx *sql.Tx) error {
+	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO videos (`+videoCols+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`,
@@ -386,7 +304,7 @@ func (s *SQLite) CreateVideo(ctx context.Context, v Video) (Video, bool, error) 
 func (s *SQLite) GetVideo(ctx context.Context, id string) (Video, error) {
 	var v Video
 	// One read transaction: the video and its stages from the same snapshot.
-	err := inTx(ctx, s.r, func(tx *sql.Tx) error {
+	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
 		var err error
 		v, err = getVideo(ctx, tx, id)
 		return err
@@ -431,7 +349,7 @@ func (s *SQLite) ListVideos(ctx context.Context, q ListQuery) ([]Video, string, 
 		vs   []Video
 		more bool
 	)
-	err := inTx(ctx, s.r, func(tx *sql.Tx) error {
+	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -546,7 +464,7 @@ func (s *SQLite) StageFinished(ctx context.Context, id, stage string, at time.Ti
 // upsertStage runs a stage upsert (args start with video id) for an existing
 // video and touches the video's updated_at.
 func (s *SQLite) upsertStage(ctx context.Context, id, query string, args ...any) error {
-	return inTx(ctx, s.w, func(tx *sql.Tx) error {
+	return sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
 		if err := videoExists(ctx, tx, id); err != nil {
 			return err
 		}
@@ -624,7 +542,7 @@ func (s *SQLite) AppendDecision(ctx context.Context, d Decision) (Decision, bool
 	)
 	// Inside one IMMEDIATE transaction the lookup and the insert cannot
 	// interleave with another append; UNIQUE (video_id, key) backs it up.
-	err = inTx(ctx, s.w, func(tx *sql.Tx) error {
+	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
 		if err := videoExists(ctx, tx, d.VideoID); err != nil {
 			return err
 		}
@@ -662,7 +580,7 @@ func (s *SQLite) AppendDecision(ctx context.Context, d Decision) (Decision, bool
 // Decisions implements Store.
 func (s *SQLite) Decisions(ctx context.Context, videoID string) ([]Decision, error) {
 	out := []Decision{}
-	err := inTx(ctx, s.r, func(tx *sql.Tx) error {
+	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
 		if err := videoExists(ctx, tx, videoID); err != nil {
 			return err
 		}
@@ -697,7 +615,7 @@ func (s *SQLite) BlobKeyInUse(ctx context.Context, key string) (bool, error) {
 
 // DeleteVideo implements Store.
 func (s *SQLite) DeleteVideo(ctx context.Context, id string) error {
-	err := inTx(ctx, s.w, func(tx *sql.Tx) error {
+	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE video_id = ?`, id).Scan(&n); err != nil {
 			return err

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what LessonFlow needs to run and test, idempotently:
-#   ffmpeg/ffprobe (Debian package), ONNX Runtime 1.24.1 (from the npm package
+#   ffmpeg/ffprobe and libsqlite3-dev (Debian packages), ONNX Runtime 1.24.1 (from the npm package
 #   onnxruntime-node), the Temporal CLI v1.5.1 (go install), and the models
 #   (copied from LESSONFLOW_MODELS_DIR and checked against the sha256 values in
 #   models/manifests/*.json). Everything but ffmpeg lands in .tools/ (git-ignored).
@@ -14,13 +14,16 @@ mkdir -p "$tools/bin" "$tools/lib" "$tools/models"
 
 say() { printf 'setup: %s\n' "$*"; }
 
-# ffmpeg and ffprobe.
-if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
-  say "installing ffmpeg (apt)"
+# Debian packages: ffmpeg/ffprobe, and SQLite's header for the sqlite-vec cgo build.
+missing=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+[ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (apt)"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # ONNX Runtime shared library, carried inside the npm package.
