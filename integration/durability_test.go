@@ -96,6 +96,13 @@ func (s *stack) waitStageRunning(t *testing.T, id, stage string, timeout time.Du
 	t.Fatalf("stage %s of %s never ran within %s", stage, id, timeout)
 }
 
+// longClip is 40 minutes of small video: sampling decodes for seconds and the
+// coarse pass hits the 600-frame cap, so classification lasts too.
+func longClip(t *testing.T) string {
+	return testenv.Clip(t, "durability-40min.mp4", "-f", "lavfi", "-i", "testsrc2=size=256x144:rate=4:duration=2400",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "40", "-pix_fmt", "yuv420p")
+}
+
 // killWorkerDuring starts worker n, waits until the stage runs, and SIGKILLs it.
 func (s *stack) killWorkerDuring(t *testing.T, id, stage string, n int) {
 	t.Helper()
@@ -117,10 +124,7 @@ func TestWorkerKilledMidStage(t *testing.T) {
 		t.Skip("kills worker processes; not in -short")
 	}
 	s := newStack(t, stackOptions{noWorker: true})
-	// 40 minutes of small video: sampling decodes for seconds and the
-	// coarse pass hits the 600-frame cap, so classification lasts too.
-	clip := testenv.Clip(t, "durability-40min.mp4", "-f", "lavfi", "-i", "testsrc2=size=256x144:rate=4:duration=2400",
-		"-c:v", "libx264", "-preset", "ultrafast", "-g", "40", "-pix_fmt", "yuv420p")
+	clip := longClip(t)
 	code, body := s.upload(appKey, lessonForm(clip))
 	if code != http.StatusAccepted {
 		t.Fatalf("upload: %d %v", code, body)
@@ -168,8 +172,7 @@ func TestTemporalServerKilledMidPipeline(t *testing.T) {
 	t.Cleanup(func() { srv.Stop() })
 	s := newStack(t, stackOptions{server: srv, namespace: "default", noWorker: true})
 	s.startWorkerProcess(t, 1)
-	clip := testenv.Clip(t, "durability-40min.mp4", "-f", "lavfi", "-i", "testsrc2=size=256x144:rate=4:duration=2400",
-		"-c:v", "libx264", "-preset", "ultrafast", "-g", "40", "-pix_fmt", "yuv420p")
+	clip := longClip(t)
 	code, body := s.upload(appKey, lessonForm(clip))
 	if code != http.StatusAccepted {
 		t.Fatalf("upload: %d %v", code, body)
