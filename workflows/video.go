@@ -13,6 +13,7 @@ import (
 
 	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/moderation"
 )
 
 // VideoInput starts the pipeline of one uploaded video.
@@ -102,7 +103,20 @@ func Video(ctx workflow.Context, in VideoInput) (VideoResult, error) {
 		return fail(ctx, in, "decide", err)
 	}
 	workflow.GetLogger(ctx).Info("moderation decided", "video", in.VideoID, "outcome", sum.Outcome, "policy", sum.PolicyVersion)
-	return VideoResult{State: string(sum.Outcome), Reason: sum.Reason, Decision: sum.Seq}, nil
+	res := VideoResult{State: string(sum.Outcome), Reason: sum.Reason, Decision: sum.Seq}
+	if sum.Outcome == moderation.Approved {
+		return afterApproval(ctx, in, info, res)
+	}
+	return res, nil
+}
+
+// afterApproval runs the stages an approved video goes through before the
+// app may serve it, in order: watermark, embed and index, publish. A video
+// approved later by a reviewer runs the same function.
+func afterApproval(ctx workflow.Context, in VideoInput, info media.Info, res VideoResult) (VideoResult, error) {
+	// stage: watermark (issue 3)
+	// stage: embed + index, then publish (issue 4)
+	return res, nil
 }
 
 // bookkeeping is for the short catalog writes after the pipeline ends.
