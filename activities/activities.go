@@ -22,6 +22,9 @@ import (
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/models"
 	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/vectorstore"
+	"github.com/lessonflow/lessonflow/watermark"
+	"github.com/lessonflow/lessonflow/webhook"
 )
 
 // ErrInvalidMedia is the application error type of input no retry can fix.
@@ -49,6 +52,27 @@ type Activities struct {
 	Policy     *moderation.Policy
 	Limits     media.Limits
 	TempDir    string
+	// Embedder makes lesson vectors and Vectors stores them, in the
+	// collection named after the embedder (Collection); nil fails the
+	// embed and index stages.
+	Embedder *models.Embedder
+	Vectors  vectorstore.Store
+	// Reviews is the review queue's projection; nil means Catalog, when it
+	// implements catalog.ReviewStore.
+	Reviews catalog.ReviewStore
+	// Webhook receives decision and escalation events; nil sends none.
+	Webhook *webhook.Sender
+	// Review holds the review queue's rules (zero fields: defaults).
+	Review ReviewSettings
+	// WatermarkKeys marks renditions (Current for new videos); nil fails
+	// the watermark stage.
+	WatermarkKeys *watermark.Keyring
+	// Encode is the renditions' H.264 encode (zero fields: media.DefaultEncode).
+	Encode media.EncodeOptions
+	// SegmentSeconds is the watermark pass's resumable segment length (0: media's default).
+	SegmentSeconds float64
+	// WatermarkWorkers mark frames in parallel (0: GOMAXPROCS).
+	WatermarkWorkers int
 }
 
 // VideoRef names an uploaded video and where its bytes are.

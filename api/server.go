@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,9 @@ import (
 
 	"github.com/lessonflow/lessonflow/blob"
 	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/recommend"
+	"github.com/lessonflow/lessonflow/watermark"
 )
 
 // Roles a key can hold. Admin may do everything.
@@ -40,8 +44,30 @@ type Server struct {
 	Keys           map[string]string // token → role
 	MaxUploadBytes int64
 	Logger         *slog.Logger
+	// Events and Recs serve users' events and recommendations (issue 4);
+	// nil answers those routes with 503.
+	Events catalog.EventStore
+	Recs   *recommend.Engine
+	// Reviews is the review queue (nil: Catalog, when it keeps one).
+	// EvidenceKey signs evidence URLs (≥ 32 bytes; nil: a key made at
+	// start), valid for EvidenceTTL (0: DefaultEvidenceTTL).
+	Reviews     catalog.ReviewStore
+	EvidenceKey []byte
+	EvidenceTTL time.Duration
+	// Policy is the active moderation policy, shown on the reviewer page
+	// (nil: GET /v1/review/policy without a version answers 404).
+	Policy *moderation.Policy
+	// WatermarkKeys detect marks (nil: POST /v1/watermark/detect answers
+	// 503). DetectMaxBytes and DetectTimeout bound one detection (0:
+	// DefaultDetectMaxBytes, DefaultDetectTimeout).
+	WatermarkKeys  *watermark.Keyring
+	DetectMaxBytes int64
+	DetectTimeout  time.Duration
 
 	keyHashes map[[32]byte]string
+
+	evidenceOnce       sync.Once
+	evidenceSigningKey []byte
 }
 
 // route is one endpoint; the OpenAPI test checks this table against the document.
@@ -57,6 +83,24 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/videos", []string{RoleApp, RoleAdmin}, s.createVideo},
 		{"GET", "/v1/videos", anyRole, s.listVideos},
 		{"GET", "/v1/videos/{id}", anyRole, s.getVideo},
+		{"GET", "/v1/videos/{id}/rendition", []string{RoleApp}, s.getRendition},
+		{"POST", "/v1/watermark/detect", []string{RoleReviewer}, s.detectWatermark},
+		{"POST", "/v1/users/{user_id}/events", []string{RoleApp, RoleAdmin}, s.postEvents},
+		{"GET", "/v1/users/{user_id}/recommendations", []string{RoleApp, RoleAdmin}, s.getRecommendations},
+		{"GET", "/v1/lessons/{id}/similar", []string{RoleApp, RoleAdmin}, s.getSimilar},
+		{"GET", "/v1/videos/{id}/decisions", anyRole, s.getDecisions},
+		{"POST", "/v1/videos/{id}/reports", []string{RoleApp}, s.reportVideo},
+		{"POST", "/v1/videos/{id}/appeals", []string{RoleApp}, s.appealVideo},
+		{"GET", "/v1/review/items", []string{RoleReviewer}, s.listReviewItems},
+		{"GET", "/v1/review/items/{id}", []string{RoleReviewer}, s.getReviewItem},
+		{"POST", "/v1/review/items/{id}/claim", []string{RoleReviewer}, s.claimReviewItem},
+		{"POST", "/v1/review/items/{id}/release", []string{RoleReviewer}, s.releaseReviewItem},
+		{"POST", "/v1/review/items/{id}/decision", []string{RoleReviewer}, s.decideReviewItem},
+		{"GET", "/v1/review/policy", []string{RoleReviewer}, s.getReviewPolicy},
+		{"POST", "/v1/admin/rechecks", []string{RoleAdmin}, s.startRecheck},
+		{"GET", "/v1/admin/rechecks/{id}", []string{RoleAdmin}, s.getRecheck},
+		{"GET", "/v1/admin/rechecks/{id}/results", []string{RoleAdmin}, s.listRecheckResults},
+		{"GET", "/v1/review/evidence/{token}", nil, s.getEvidence},
 		{"GET", "/healthz", nil, s.health},
 		{"GET", "/metrics", nil, promhttp.Handler().ServeHTTP},
 		{"GET", "/openapi.json", nil, serveOpenAPI},
@@ -77,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 		pattern := rt.method + " " + rt.path
 		mux.Handle(pattern, s.instrument(rt.path, s.authorize(rt.roles, rt.handler)))
 	}
+	s.mountWeb(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	})

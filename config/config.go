@@ -33,6 +33,12 @@ type Config struct {
 	MetricsAddr       string        // LESSONFLOW_METRICS_ADDR: the worker's own /metrics (worker command)
 	TemporalUIPort    int           // LESSONFLOW_TEMPORAL_UI_PORT
 	TemporalPort      int           // LESSONFLOW_TEMPORAL_PORT: the dev server's gRPC port
+	EmbedModel        string        // LESSONFLOW_EMBED_MODEL: embedding model id; names the vector collection
+	MilvusAddress     string        // MILVUS_ADDRESS: use Milvus for lesson vectors instead of sqlite-vec
+	Review            ReviewConfig  // LESSONFLOW_REVIEW_*, LESSONFLOW_WEBHOOK_*, LESSONFLOW_EVIDENCE_* (config/review.go)
+
+	// LESSONFLOW_WATERMARK_*, LESSONFLOW_DETECT_* (config/watermark.go)
+	Watermark WatermarkConfig
 }
 
 // Setting documents one environment variable (the README's table is generated from this list).
@@ -59,6 +65,21 @@ var Settings = []Setting{
 	{"LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464", "`worker` command's Prometheus /metrics address"},
 	{"LESSONFLOW_TEMPORAL_UI_PORT", "8233", "dev server Web UI port"},
 	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
+	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},
+	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
+	{"LESSONFLOW_REVIEW_LEASE", "15m", "how long a reviewer's claim on a review item holds; an expired lease returns the item to the queue"},
+	{"LESSONFLOW_REVIEW_DEADLINE", "24h", "a review item not decided within this escalates (priority up, escalation webhook)"},
+	{"LESSONFLOW_SECOND_OPINION_AUDIENCE", "1000", "blocking a lesson with more distinct viewers than this needs a second reviewer (0: never)"},
+	{"LESSONFLOW_REPORTS_TO_UNPUBLISH", "3", "this many reports take a published video offline pending review (0: never)"},
+	{"LESSONFLOW_WEBHOOK_URL", "(unset: none)", "where decisions and escalations are POSTed, signed with HMAC-SHA256"},
+	{"LESSONFLOW_WEBHOOK_SECRET", "(required with the URL)", "webhook signing secret, at least 16 bytes"},
+	{"LESSONFLOW_EVIDENCE_KEY", "(unset: random per process)", "signs evidence URLs, at least 32 bytes; set the same on every API process"},
+	{"LESSONFLOW_EVIDENCE_TTL", "10m", "how long a signed evidence URL works"},
+	{"LESSONFLOW_WATERMARK_KEY", "(dev: generated)", "watermark keyring `id:HEX,...` (secrets 16-64 bytes); the first key marks new videos, all are tried by detection. Secret: never logged"},
+	{"LESSONFLOW_WATERMARK_CRF", "23", "x264 CRF of the watermarked renditions (0-51)"},
+	{"LESSONFLOW_WATERMARK_PRESET", "medium", "x264 preset of the watermarked renditions"},
+	{"LESSONFLOW_DETECT_MAX_BYTES", "268435456", "`POST /v1/watermark/detect` upload limit (413 past it)"},
+	{"LESSONFLOW_DETECT_TIMEOUT", "60s", "time bound of one detection request"},
 }
 
 // FromEnv reads the environment; unset variables take their defaults.
@@ -73,6 +94,8 @@ func FromEnv() (Config, error) {
 		TemporalNamespace: env("TEMPORAL_NAMESPACE", "default"),
 		TaskQueue:         env("LESSONFLOW_TASK_QUEUE", "lessonflow"),
 		MetricsAddr:       env("LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464"),
+		EmbedModel:        env("LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed"),
+		MilvusAddress:     os.Getenv("MILVUS_ADDRESS"),
 	}
 	var errs []error
 	num := func(name string, def int64) int64 {
@@ -95,6 +118,8 @@ func FromEnv() (Config, error) {
 		errs = append(errs, fmt.Errorf("LESSONFLOW_MAX_DURATION: want a duration like 4h, got %q", os.Getenv("LESSONFLOW_MAX_DURATION")))
 	}
 	c.MaxDuration = d
+	errs = append(errs, c.Review.fromEnv()...)
+	errs = append(errs, c.Watermark.fromEnv()...)
 	return c, errors.Join(errs...)
 }
 

@@ -109,7 +109,7 @@ func waitDecided(t *testing.T, s *stack, id string) {
 	for time.Now().Before(deadline) {
 		v, err := s.catalog.GetVideo(context.Background(), id)
 		if err == nil && v.State != "processing" {
-			if v.State != "approved" {
+			if v.State != "approved" && v.State != "published" {
 				t.Fatalf("%s ended %s: %s", id, v.State, v.Error)
 			}
 			return

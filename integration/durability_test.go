@@ -58,6 +58,7 @@ func (s *stack) startWorkerProcess(t *testing.T, n int) *exec.Cmd {
 		"TEMPORAL_NAMESPACE="+s.namespace,
 		"LESSONFLOW_METRICS_ADDR=127.0.0.1:0",
 		"LESSONFLOW_WORKER_CONCURRENCY=1",
+		"LESSONFLOW_WATERMARK_KEY="+itWatermarkKey, "LESSONFLOW_WATERMARK_PRESET="+itEncode.Preset,
 	)
 	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
 	if err != nil {
@@ -135,7 +136,7 @@ func TestWorkerKilledMidStage(t *testing.T) {
 	s.killWorkerDuring(t, id, "classify", 2)
 	s.startWorkerProcess(t, 3)
 	v := s.waitState(id, 5*time.Minute)
-	if v["state"] != "approved" {
+	if v["state"] != "published" {
 		t.Fatalf("state %v: %v", v["state"], v["error"])
 	}
 	ds, err := s.catalog.Decisions(context.Background(), id)
@@ -203,7 +204,7 @@ func TestTemporalServerKilledMidPipeline(t *testing.T) {
 	}
 	for _, vid := range []string{id, body["id"].(string)} {
 		v := s.waitState(vid, 6*time.Minute)
-		if v["state"] != "approved" {
+		if v["state"] != "published" {
 			t.Fatalf("%s: state %v: %v", vid, v["state"], v["error"])
 		}
 		ds, err := s.catalog.Decisions(context.Background(), vid)

@@ -63,8 +63,8 @@ func TestSharedClipsApproved(t *testing.T) {
 		scores, _ := json.Marshal(d["scores"])
 		segs, _ := json.Marshal(d["segments"])
 		t.Logf("%s: %s; signals %s; segments %s", p, v["state"], scores, segs)
-		if v["state"] != "approved" {
-			t.Errorf("%s: state %s, want approved: %s", p, v["state"], d["reason"])
+		if v["state"] != "published" {
+			t.Errorf("%s: state %s, want published (approved, then indexed): %s", p, v["state"], d["reason"])
 		}
 		if d["model_sha256"] != "07ec78967a475ced5369053a46fbd8272064b691be29fe70432890ef4cc950ca" {
 			t.Errorf("%s: model sha256 %v not recorded", p, d["model_sha256"])
@@ -104,7 +104,7 @@ func TestDrawingPolicyBlocksAnimatedClips(t *testing.T) {
 		d := decisionOf(t, v)
 		if p == bbb {
 			sig := d["scores"].(map[string]any)["drawing"].(map[string]any)
-			if v["state"] != "approved" || sig["max_raw"].(float64) > 0.2 {
+			if v["state"] != "published" || sig["max_raw"].(float64) > 0.2 {
 				t.Errorf("Big Buck Bunny: %s, drawing %v (the model sees it as Neutral)", v["state"], sig)
 			}
 			continue
@@ -143,7 +143,7 @@ func TestDuplicateUploadReturnsExisting(t *testing.T) {
 	}
 	s.waitState(id, 2*time.Minute)
 	code, third := s.upload(appKey, lessonForm(clip))
-	if code != http.StatusOK || third["id"] != id || third["state"] != "approved" {
+	if code != http.StatusOK || third["id"] != id || third["state"] != "published" {
 		t.Fatalf("upload after the decision: %d %v", code, third)
 	}
 	if keys := s.blobKeys("uploads/"); len(keys) != 1 {

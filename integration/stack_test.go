@@ -30,6 +30,9 @@ import (
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/models"
 	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/recommend"
+	"github.com/lessonflow/lessonflow/vectorstore"
+	"github.com/lessonflow/lessonflow/webhook"
 	"github.com/lessonflow/lessonflow/worker"
 )
 
@@ -52,6 +55,10 @@ var (
 	clfOnce sync.Once
 	clf     *models.Classifier
 	clfErr  error
+
+	embOnce sync.Once
+	emb     *models.Embedder
+	embErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -99,6 +106,23 @@ func classifier(t testing.TB) *models.Classifier {
 	return clf
 }
 
+// embedder is shared like the classifier.
+func embedder(t testing.TB) *models.Embedder {
+	t.Helper()
+	classifier(t) // initialises ONNX Runtime
+	embOnce.Do(func() {
+		var m models.Manifest
+		if m, embErr = models.LoadManifest("mobilenet_v1_1.0_224_embed"); embErr != nil {
+			return
+		}
+		emb, embErr = models.NewEmbedder(m, testenv.ModelsDir(t), models.Options{IntraOpThreads: 1, BatchSize: 8})
+	})
+	if embErr != nil {
+		t.Fatal(embErr)
+	}
+	return emb
+}
+
 // stack is one LessonFlow deployment: its own data dir and task queue, a real
 // API server and (unless external) an in-process worker.
 type stack struct {
@@ -109,6 +133,7 @@ type stack struct {
 	taskQueue string
 	catalog   *catalog.SQLite
 	blobs     *blob.FS
+	vectors   *vectorstore.SQLiteVec
 	temporal  client.Client
 	api       *httptest.Server
 }
@@ -118,6 +143,11 @@ type stackOptions struct {
 	maxUploadBytes int64
 	limits         media.Limits
 	noWorker       bool // workers run as separate processes
+	// review and webhook set the worker's review rules and webhook sender;
+	// extraKeys adds API keys (more reviewers).
+	review    activities.ReviewSettings
+	webhook   *webhook.Sender
+	extraKeys map[string]string
 	// server and namespace replace the shared dev server (tests that kill it).
 	server    *devserver.Server
 	namespace string
@@ -154,6 +184,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if s.blobs, err = blob.NewFS(filepath.Join(s.dataDir, "blobs")); err != nil {
 		t.Fatal(err)
 	}
+	e := embedder(t)
+	if s.vectors, err = vectorstore.OpenSQLiteVec(filepath.Join(s.dataDir, "vectors"), vectorstore.CollectionName(e.ModelID(), e.Dim()), e.Dim()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.vectors.Close() })
 	s.temporal, err = client.Dial(client.Options{HostPort: srv.Address, Namespace: s.namespace, Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +201,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		}
 		acts := &activities.Activities{Catalog: s.catalog, Blobs: s.blobs, Classifier: classifier(t),
 			Policy: policy, Limits: o.limits, TempDir: t.TempDir()}
+		acts.Embedder, acts.Vectors = embedder(t), s.vectors
+		acts.Review, acts.Webhook = o.review, o.webhook
+		acts.WatermarkKeys, acts.Encode = itWatermarkKeys(t), itEncode // integration/watermark_test.go
 		w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{MaxConcurrentActivityExecutionSize: 2})
 		worker.Register(w, acts)
 		if err := w.Start(); err != nil {
@@ -177,6 +215,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		WorkflowName: worker.WorkflowName, MaxUploadBytes: o.maxUploadBytes,
 		Keys:   map[string]string{appKey: api.RoleApp, reviewerKey: api.RoleReviewer, adminKey: api.RoleAdmin},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a.Events, a.Recs = s.catalog, &recommend.Engine{Vectors: s.vectors, Catalog: s.catalog}
+	a.WatermarkKeys = itWatermarkKeys(t)
+	for k, role := range o.extraKeys {
+		a.Keys[k] = role
+	}
 	s.api = httptest.NewServer(a.Handler())
 	t.Cleanup(s.api.Close)
 	return s
@@ -253,7 +296,9 @@ func (s *stack) do(key string, req *http.Request) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-// waitState polls the API until the video leaves `processing`.
+// waitState polls the API until the video leaves `processing`, and
+// `approved` too: an approved video goes on to be watermarked, indexed and
+// published.
 func (s *stack) waitState(id string, timeout time.Duration) map[string]any {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -262,7 +307,7 @@ func (s *stack) waitState(id string, timeout time.Duration) map[string]any {
 		if code != http.StatusOK {
 			s.t.Fatalf("GET video %s: %d %v", id, code, v)
 		}
-		if v["state"] != "processing" {
+		if v["state"] != "processing" && v["state"] != "approved" {
 			return v
 		}
 		if time.Now().After(deadline) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what LessonFlow needs to run and test, idempotently:
-#   ffmpeg/ffprobe and libsqlite3-dev (Debian packages), ONNX Runtime 1.24.1 (from the npm package
+#   ffmpeg/ffprobe, libsqlite3-dev and chromium (Debian packages), ONNX Runtime 1.24.1 (from the npm package
 #   onnxruntime-node), the Temporal CLI v1.5.1 (go install), and the models
 #   (copied from LESSONFLOW_MODELS_DIR and checked against the sha256 values in
 #   models/manifests/*.json). Everything but ffmpeg lands in .tools/ (git-ignored).
@@ -14,10 +14,12 @@ mkdir -p "$tools/bin" "$tools/lib" "$tools/models"
 
 say() { printf 'setup: %s\n' "$*"; }
 
-# Debian packages: ffmpeg/ffprobe, and SQLite's header for the sqlite-vec cgo build.
+# Debian packages: ffmpeg/ffprobe, SQLite's header for the sqlite-vec cgo build, chromium.
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
 [ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
+# Headless Chromium for the reviewer page's browser test (integration/review_ui_test.go).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt)"
   sudo_cmd=""

@@ -6,10 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	vec "github.com/asg017/sqlite-vec-go-bindings/cgo"
@@ -19,61 +22,98 @@ import (
 )
 
 // SQLiteVec is the embedded Store: one SQLite file per collection, searched
-// exactly (brute force) by the sqlite-vec extension.
+// by the sqlite-vec extension in two steps, a binary-quantised coarse search
+// and an exact float rescoring.
 //
-// Schema. One vec0 virtual table holds everything:
+// Schema (layout 2):
 //
-//   - the vector with distance_metric=l2. Stored vectors are L2-normalised
-//     and queries are normalised before searching, so the L2 distance d
-//     ranks exactly as cosine and converts to it: cosine = 1 - d²/2.
-//     sqlite-vec's cosine kernel recomputes both norms for every pair and
-//     has no SIMD path; at 100K x 1024-d it was 1.17x slower than L2 in a
-//     default build and 1.95x slower with AVX (see BenchmarkSQLiteVecSearch);
-//   - language and level as PARTITION KEYs: vectors are stored in chunks per
-//     (language, level), so a filtered search reads only the matching
-//     chunks (at 100K x 1024-d: 97 ms unfiltered, 39 ms for a language
-//     holding 40%, 12 ms for it and two levels of six);
-//   - published_at (unix ms) and popularity as auxiliary (+) columns: stored
-//     beside the vectors, returned by searches, never scanned.
+//   - lesson_data, a plain table, holds each lesson: id, language, level,
+//     published_at (unix ms), popularity and the float32 vector as a blob.
+//     It is the source of truth; Get and Count read it alone.
+//   - lesson_codes, a vec0 virtual table with the same rowids, holds each
+//     vector's binary code (bit[dim], 128 bytes at 1024-d instead of 4 KiB;
+//     see sqlitevec_quant.go for the centring), with language and level as
+//     PARTITION KEYs: vectors are stored in chunks per (language, level), so
+//     a filtered search reads only the matching chunks.
+//   - quantizer holds the centre the codes were made with.
+//
+// A Search encodes the query, lets sqlite-vec find the hamming-nearest
+// max(MinCandidates, Rescore*(k+excluded)) codes (brute force, popcount),
+// then, in the same SQL statement, rescores those candidates exactly with
+// vec_distance_l2 over their float vectors and keeps the best. Scores are
+// therefore exact; only a true neighbour that is not among the candidates
+// can be missed (recall@10 is measured by the contract suite and by
+// bench-recs). Stored vectors are L2-normalised and queries are normalised
+// before searching, so the L2 distance d ranks exactly as cosine and
+// converts to it: cosine = 1 - d²/2 (sqlite-vec's cosine recomputes both
+// norms for every pair and has no SIMD path). When the candidates cover
+// every lesson matching the filter, the search is exact.
+//
+// Why not exact brute force over the floats, as layout 1 did: a query for a
+// language holding 40K of 100K 1024-d vectors read 164 MB, 39 ms at best on
+// this machine. The codes of the same 40K are 5 MB.
 //
 // sqlite-vec cannot express NOT IN, so Search fetches k + len(ExcludeIDs)
-// neighbours and drops the excluded ones; that is still exact.
+// neighbours and drops the excluded ones.
 //
 // Writes follow catalog.SQLite: one writer connection, BEGIN IMMEDIATE,
 // WAL, synchronous=FULL, and a pool of query_only readers that never block
-// the writer. An Upsert batch is one transaction, so it is all-or-nothing
-// even if the process dies mid-batch. Connections map the file into memory
-// (mmap_size, up to SQLite's 2 GiB cap): a search reads every vector of the
-// chunks it scans, and through read() calls searches took 1.37x as long.
+// the writer. An Upsert batch is one transaction (data and codes together),
+// so it is all-or-nothing even if the process dies mid-batch. Connections
+// map the file into memory (mmap_size, up to SQLite's 2 GiB cap).
 //
-// Speed: sqlite-vec's L2 has an AVX2 kernel, compiled only with
-// CGO_CFLAGS="-O2 -mavx2 -DSQLITE_VEC_ENABLE_AVX" (no other setup needed;
-// it halves search times). That setting applies to every cgo package and
-// makes binaries need an AVX2 CPU, so it belongs in the build, not here.
+// A file of layout 1 (one vec0 table "lessons" holding the float vectors)
+// is migrated when it is opened: its rows are copied into lesson_data, the
+// codes are built and the old table dropped, in one transaction.
 //
-// sqlite-vec v0.1.6 does not reuse the slot of a deleted or replaced vector
-// unless it is in the newest chunk of its partition: a file grows with
-// churn and searches read the holes. Rebuilding the collection compacts it.
+// Speed: building with CGO_CFLAGS="-O2 -mavx2 -DSQLITE_VEC_ENABLE_AVX"
+// gives sqlite-vec's L2 an AVX2 kernel (the rescoring) and the compiler the
+// popcount instruction (the hamming distance). That setting applies to every
+// cgo package and makes binaries need an AVX2 CPU, so it belongs in the
+// build, not here.
+//
+// sqlite-vec v0.1.6 does not reuse the slot of a deleted or replaced code
+// unless it is in the newest chunk of its partition: searches scan the
+// holes. Requantize rebuilds the code table compactly.
 type SQLiteVec struct {
 	w, r       *sql.DB
 	path       string
 	collection string
 	dim        int
+	opts       SQLiteVecOptions
+	quant      atomic.Pointer[quantizer]
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
+// SQLiteVecOptions tunes the embedded store's coarse search. Zero fields
+// take the defaults.
+type SQLiteVecOptions struct {
+	// Rescore: the coarse search keeps Rescore x (k + len(ExcludeIDs))
+	// candidates for exact rescoring (default 10).
+	Rescore int
+	// MinCandidates is the fewest candidates rescored (default 400).
+	MinCandidates int
+}
+
+// DefaultSQLiteVecOptions are the options OpenSQLiteVec uses: at 100K x
+// 1024-d they gave recall@10 >= 0.98 against exact float search in
+// bench-recs (see the README).
+var DefaultSQLiteVecOptions = SQLiteVecOptions{Rescore: 10, MinCandidates: 400}
+
 var _ Store = (*SQLiteVec)(nil)
 
 const (
-	// sqliteChunkSize is the vectors per vec0 chunk. Every (language, level)
-	// partition has its own chunks, allocated whole: 256 x 1024-d is 1 MiB,
-	// so a sparse partition wastes at most that. 1024 (the default) searched
-	// no faster in BenchmarkSQLiteVecSearch.
-	sqliteChunkSize = 256
+	// sqliteChunkSize is the codes per vec0 chunk. sqlite-vec picks the
+	// nearest of a chunk by selection (chunk x min(k, chunk) steps) and
+	// opens a blob per chunk, so small chunks make selection cheap and big
+	// ones make chunk overhead cheap; see BenchmarkSQLiteVecSearch.
+	sqliteChunkSize = 32
 	// sqliteMaxKNN is sqlite-vec's limit on k (SQLITE_VEC_VEC0_K_MAX).
 	sqliteMaxKNN = 4096
+	// sqliteLayout is the schema version of files this code writes.
+	sqliteLayout = 2
 )
 
 // Over-fetching for exclusions must stay within what sqlite-vec can return
@@ -97,14 +137,29 @@ var registerSQLite = sync.OnceFunc(func() {
 })
 
 // OpenSQLiteVec opens (creating if needed) the collection in directory dir,
-// in the file <dir>/<collection>.db. A file created for another dimension is
-// refused. Several processes may open the same file.
+// in the file <dir>/<collection>.db, with DefaultSQLiteVecOptions. A file
+// created for another dimension is refused; a file of an older layout is
+// migrated. Several processes may open the same file.
 func OpenSQLiteVec(dir, collection string, dim int) (*SQLiteVec, error) {
+	return OpenSQLiteVecOptions(dir, collection, dim, DefaultSQLiteVecOptions)
+}
+
+// OpenSQLiteVecOptions is OpenSQLiteVec with options.
+func OpenSQLiteVecOptions(dir, collection string, dim int, opts SQLiteVecOptions) (*SQLiteVec, error) {
 	if err := ValidCollection(collection); err != nil {
 		return nil, fmt.Errorf("open %s: %w", collection, err)
 	}
 	if err := validateDim(dim); err != nil {
 		return nil, fmt.Errorf("open %s: %w", collection, err)
+	}
+	if opts.Rescore < 0 || opts.MinCandidates < 0 || opts.Rescore > sqliteMaxKNN || opts.MinCandidates > sqliteMaxKNN {
+		return nil, fmt.Errorf("open %s: %w: options %+v out of range 0..%d", collection, ErrInvalid, opts, sqliteMaxKNN)
+	}
+	if opts.Rescore == 0 {
+		opts.Rescore = DefaultSQLiteVecOptions.Rescore
+	}
+	if opts.MinCandidates == 0 {
+		opts.MinCandidates = DefaultSQLiteVecOptions.MinCandidates
 	}
 	if dir == "" {
 		return nil, fmt.Errorf("open %s: %w: empty directory", collection, ErrInvalid)
@@ -125,51 +180,120 @@ func OpenSQLiteVec(dir, collection string, dim int) (*SQLiteVec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SQLiteVec{w: db.W, r: db.R, path: path, collection: collection, dim: dim}, nil
+	s := &SQLiteVec{w: db.W, r: db.R, path: path, collection: collection, dim: dim, opts: opts}
+	q, _, err := readQuantizer(context.Background(), s.r, dim)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s.quant.Store(q)
+	return s, nil
 }
 
-// createSchema creates the tables of a new file, or checks that an existing
-// file holds this collection at this dimension.
+// createSchema creates the tables of a new file, checks that an existing
+// file holds this collection at this dimension, and migrates a file of an
+// older layout.
 func createSchema(ctx context.Context, db *sql.DB, collection string, dim int) error {
 	return sqlitedb.InTx(ctx, db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS collection (
-			name TEXT NOT NULL, dim INTEGER NOT NULL, metric TEXT NOT NULL, created_at INTEGER NOT NULL)`); err != nil {
+			name TEXT NOT NULL, dim INTEGER NOT NULL, metric TEXT NOT NULL, created_at INTEGER NOT NULL,
+			layout INTEGER NOT NULL DEFAULT 1)`); err != nil {
 			return fmt.Errorf("create schema: %w", err)
+		}
+		// Layout 1 files have no layout column.
+		var hasLayout bool
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM pragma_table_info('collection') WHERE name = 'layout'`).
+			Scan(&hasLayout); err != nil {
+			return fmt.Errorf("read schema: %w", err)
+		}
+		if !hasLayout {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE collection ADD COLUMN layout INTEGER NOT NULL DEFAULT 1`); err != nil {
+				return fmt.Errorf("migrate schema: %w", err)
+			}
 		}
 		var (
 			name, metric string
-			have         int
+			have, layout int
 		)
-		err := tx.QueryRowContext(ctx, `SELECT name, dim, metric FROM collection`).Scan(&name, &have, &metric)
+		err := tx.QueryRowContext(ctx, `SELECT name, dim, metric, layout FROM collection`).Scan(&name, &have, &metric, &layout)
 		switch {
 		case err == nil:
 			if name != collection || have != dim || metric != "l2" {
 				return fmt.Errorf("%w: file holds collection %s, %d-d, metric %s; want %s, %d-d, l2",
 					ErrInvalid, name, have, metric, collection, dim)
 			}
-			return nil
+			switch {
+			case layout == sqliteLayout:
+				return nil
+			case layout == 1:
+				return migrateLayout1(ctx, tx, dim)
+			default:
+				return fmt.Errorf("%w: file has layout %d, this build knows %d: a newer LessonFlow wrote it",
+					ErrInvalid, layout, sqliteLayout)
+			}
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("read schema: %w", err)
 		}
-		// Column names and dim are ours (dim validated), not user input.
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE VIRTUAL TABLE lessons USING vec0(
-			id TEXT PRIMARY KEY,
-			language TEXT PARTITION KEY,
-			level INTEGER PARTITION KEY,
-			embedding FLOAT[%d] distance_metric=l2,
-			+published_at INTEGER,
-			+popularity FLOAT,
-			chunk_size=%d
-		)`, dim, sqliteChunkSize)); err != nil {
+		if err := createLayout2(ctx, tx, dim); err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO collection (name, dim, metric, created_at) VALUES (?, ?, 'l2', ?)`,
-			collection, dim, time.Now().UnixMilli())
+		_, err = tx.ExecContext(ctx, `INSERT INTO collection (name, dim, metric, created_at, layout) VALUES (?, ?, 'l2', ?, ?)`,
+			collection, dim, time.Now().UnixMilli(), sqliteLayout)
 		if err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
 		return nil
 	})
+}
+
+// createLayout2 creates the tables of layout 2, empty.
+func createLayout2(ctx context.Context, tx *sql.Tx, dim int) error {
+	// seq is the rowid, shared with lesson_codes; the embedding goes last so
+	// the other columns are read without touching its overflow pages.
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE lesson_data (
+		seq INTEGER PRIMARY KEY,
+		id TEXT NOT NULL UNIQUE,
+		language TEXT NOT NULL,
+		level INTEGER NOT NULL,
+		published_at INTEGER NOT NULL,
+		popularity REAL NOT NULL,
+		embedding BLOB NOT NULL)`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE quantizer (
+		generation INTEGER NOT NULL, centre BLOB NOT NULL, fitted_count INTEGER NOT NULL, fitted_at INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	return createCodes(ctx, tx, dim)
+}
+
+// migrateLayout1 moves a layout 1 file (one vec0 table "lessons" with the
+// float vectors) to layout 2, in tx: copy, fit and encode, drop.
+func migrateLayout1(ctx context.Context, tx *sql.Tx, dim int) error {
+	start := time.Now()
+	if err := createLayout2(ctx, tx, dim); err != nil {
+		return fmt.Errorf("migrate to layout %d: %w", sqliteLayout, err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO lesson_data (id, language, level, published_at, popularity, embedding)
+		SELECT id, language, level, published_at, popularity, embedding FROM lessons`)
+	if err != nil {
+		return fmt.Errorf("migrate to layout %d: copy: %w", sqliteLayout, err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		if _, err := refit(ctx, tx, dim); err != nil {
+			return fmt.Errorf("migrate to layout %d: %w", sqliteLayout, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DROP TABLE lessons`); err != nil {
+		return fmt.Errorf("migrate to layout %d: %w", sqliteLayout, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE collection SET layout = ?`, sqliteLayout); err != nil {
+		return fmt.Errorf("migrate to layout %d: %w", sqliteLayout, err)
+	}
+	slog.Info("vectorstore: migrated file to the quantised layout", "layout", sqliteLayout, "lessons", n,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // Path returns the database file.
@@ -189,7 +313,8 @@ func (s *SQLiteVec) Close() error {
 	return s.closeErr
 }
 
-// Upsert implements Store. The batch is one transaction.
+// Upsert implements Store. The batch is one transaction: the lessons, their
+// codes and, when the collection has doubled, a refit of every code.
 func (s *SQLiteVec) Upsert(ctx context.Context, lessons []Lesson) error {
 	if err := validateUpsert(s.dim, lessons); err != nil {
 		return fmt.Errorf("upsert %s: %w", s.collection, err)
@@ -197,35 +322,94 @@ func (s *SQLiteVec) Upsert(ctx context.Context, lessons []Lesson) error {
 	if len(lessons) == 0 {
 		return nil
 	}
+	var refitted *quantizer
 	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
-		// vec0 has no ON CONFLICT, and a partition key cannot be updated in
-		// place: replace is delete + insert.
-		del, err := tx.PrepareContext(ctx, `DELETE FROM lessons WHERE id = ?`)
+		refitted = nil
+		// The centre in the file, not the cached one: another process may
+		// have refitted.
+		q, fitted, err := readQuantizer(ctx, tx, s.dim)
 		if err != nil {
 			return err
 		}
-		defer del.Close()
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO lessons (id, language, level, embedding, published_at, popularity)
+		find, err := tx.PrepareContext(ctx, `SELECT seq FROM lesson_data WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer find.Close()
+		upd, err := tx.PrepareContext(ctx, `UPDATE lesson_data SET language = ?, level = ?, published_at = ?,
+			popularity = ?, embedding = ? WHERE seq = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO lesson_data (id, language, level, published_at, popularity, embedding)
 			VALUES (?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
+		delCode, err := tx.PrepareContext(ctx, `DELETE FROM lesson_codes WHERE rowid = ?`)
+		if err != nil {
+			return err
+		}
+		defer delCode.Close()
+		insCode, err := tx.PrepareContext(ctx, `INSERT INTO lesson_codes (rowid, language, level, code) VALUES (?, ?, ?, vec_bit(?))`)
+		if err != nil {
+			return err
+		}
+		defer insCode.Close()
 		buf := make([]byte, 4*s.dim)
 		for _, l := range lessons {
-			if _, err := del.ExecContext(ctx, l.ID); err != nil {
-				return fmt.Errorf("replace %q: %w", l.ID, err)
+			var seq int64
+			err := find.QueryRowContext(ctx, l.ID).Scan(&seq)
+			switch {
+			case err == nil:
+				// A partition key cannot be updated in place: the code is
+				// deleted and inserted again.
+				if _, err := delCode.ExecContext(ctx, seq); err != nil {
+					return fmt.Errorf("replace %q: %w", l.ID, err)
+				}
+				if _, err := upd.ExecContext(ctx, l.Language, l.Level, l.PublishedAt.UnixMilli(), l.Popularity,
+					encodeVector(buf, l.Vector), seq); err != nil {
+					return fmt.Errorf("replace %q: %w", l.ID, err)
+				}
+			case errors.Is(err, sql.ErrNoRows):
+				res, err := ins.ExecContext(ctx, l.ID, l.Language, l.Level, l.PublishedAt.UnixMilli(), l.Popularity,
+					encodeVector(buf, l.Vector))
+				if err != nil {
+					return fmt.Errorf("insert %q: %w", l.ID, err)
+				}
+				if seq, err = res.LastInsertId(); err != nil {
+					return fmt.Errorf("insert %q: %w", l.ID, err)
+				}
+			default:
+				return fmt.Errorf("find %q: %w", l.ID, err)
 			}
-			_, err := ins.ExecContext(ctx, l.ID, l.Language, l.Level, encodeVector(buf, l.Vector),
-				l.PublishedAt.UnixMilli(), l.Popularity)
-			if err != nil {
-				return fmt.Errorf("insert %q: %w", l.ID, err)
+			if q.gen == 0 {
+				continue // the refit below encodes everything
 			}
+			if _, err := insCode.ExecContext(ctx, seq, l.Language, l.Level, q.encode(l.Vector)); err != nil {
+				return fmt.Errorf("code of %q: %w", l.ID, err)
+			}
+		}
+		if q.gen != 0 && fitted >= quantFreezeAt {
+			return nil
+		}
+		var n int64
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM lesson_data`).Scan(&n); err != nil {
+			return err
+		}
+		if q.gen == 0 || n >= 2*fitted {
+			refitted, err = refit(ctx, tx, s.dim)
+			return err
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("upsert %s: %w", s.collection, err)
+	}
+	if refitted != nil {
+		s.quant.Store(refitted)
 	}
 	return nil
 }
@@ -239,13 +423,26 @@ func (s *SQLiteVec) Delete(ctx context.Context, ids []string) error {
 		return nil
 	}
 	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
-		del, err := tx.PrepareContext(ctx, `DELETE FROM lessons WHERE id = ?`)
+		del, err := tx.PrepareContext(ctx, `DELETE FROM lesson_data WHERE id = ? RETURNING seq`)
 		if err != nil {
 			return err
 		}
 		defer del.Close()
+		delCode, err := tx.PrepareContext(ctx, `DELETE FROM lesson_codes WHERE rowid = ?`)
+		if err != nil {
+			return err
+		}
+		defer delCode.Close()
 		for _, id := range ids {
-			if _, err := del.ExecContext(ctx, id); err != nil {
+			var seq int64
+			err := del.QueryRowContext(ctx, id).Scan(&seq)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%q: %w", id, err)
+			}
+			if _, err := delCode.ExecContext(ctx, seq); err != nil {
 				return fmt.Errorf("%q: %w", id, err)
 			}
 		}
@@ -268,7 +465,7 @@ func (s *SQLiteVec) Get(ctx context.Context, id string) (Lesson, error) {
 		published int64
 	)
 	err := s.r.QueryRowContext(ctx, `SELECT language, level, embedding, published_at, popularity
-		FROM lessons WHERE id = ?`, id).Scan(&l.Language, &l.Level, &blob, &published, &l.Popularity)
+		FROM lesson_data WHERE id = ?`, id).Scan(&l.Language, &l.Level, &blob, &published, &l.Popularity)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
@@ -285,11 +482,15 @@ func (s *SQLiteVec) Get(ctx context.Context, id string) (Lesson, error) {
 // Count implements Store.
 func (s *SQLiteVec) Count(ctx context.Context) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM lessons`).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM lesson_data`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s: %w", s.collection, err)
 	}
 	return n, nil
 }
+
+// errStaleCentre: a refit happened between encoding the query and reading
+// the codes.
+var errStaleCentre = errors.New("centre changed")
 
 // Search implements Store.
 func (s *SQLiteVec) Search(ctx context.Context, query []float32, k int, f Filter) ([]Hit, error) {
@@ -298,27 +499,57 @@ func (s *SQLiteVec) Search(ctx context.Context, query []float32, k int, f Filter
 		return nil, fmt.Errorf("search %s: %w", s.collection, err)
 	}
 	// Excluded ids take at most len(ExcludeIDs) of the nearest, so fetching
-	// that many more keeps the result exact.
+	// that many more keeps the rescored result exact.
 	fetch := k + len(req.filter.ExcludeIDs)
-	q := `SELECT id, distance, language, level, published_at, popularity FROM lessons
-		WHERE embedding MATCH ? AND k = ?`
-	args := []any{encodeVector(make([]byte, 4*s.dim), req.query), fetch}
+	candidates := min(sqliteMaxKNN, max(s.opts.MinCandidates, s.opts.Rescore*fetch))
+	for attempt := 0; ; attempt++ {
+		q := s.quant.Load()
+		hits, err := s.search(ctx, q, req, k, fetch, candidates)
+		if !errors.Is(err, errStaleCentre) {
+			return hits, err
+		}
+		if attempt == 3 {
+			return nil, fmt.Errorf("search %s: the centre changed during 4 attempts", s.collection)
+		}
+		q, _, err = readQuantizer(ctx, s.r, s.dim)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", s.collection, err)
+		}
+		s.quant.Store(q)
+	}
+}
+
+func (s *SQLiteVec) search(ctx context.Context, q *quantizer, req search, k, fetch, candidates int) ([]Hit, error) {
+	f := req.filter
+	// The coarse search is materialised first, so that SQLite cannot turn
+	// the join around; the rescoring then reads candidates by rowid. The
+	// generation comes from the same statement, hence the same snapshot, as
+	// the codes.
+	var sb strings.Builder
+	sb.WriteString(`WITH cand AS MATERIALIZED (
+		SELECT rowid AS seq FROM lesson_codes WHERE code MATCH vec_bit(?) AND k = ?`)
+	args := []any{q.encode(req.query), candidates}
 	// Constraints on partition keys select the chunks to read.
 	if f.Language != "" {
-		q += ` AND language = ?`
+		sb.WriteString(` AND language = ?`)
 		args = append(args, f.Language)
 	}
 	if f.LevelMin > 0 {
-		q += ` AND level >= ?`
+		sb.WriteString(` AND level >= ?`)
 		args = append(args, f.LevelMin)
 	}
 	if f.LevelMax > 0 {
-		q += ` AND level <= ?`
+		sb.WriteString(` AND level <= ?`)
 		args = append(args, f.LevelMax)
 	}
-	q += ` ORDER BY distance`
+	sb.WriteString(`)
+		SELECT d.id, vec_distance_l2(d.embedding, ?) AS dist, d.language, d.level, d.published_at, d.popularity,
+			(SELECT generation FROM quantizer)
+		FROM cand JOIN lesson_data AS d ON d.seq = cand.seq
+		ORDER BY dist LIMIT ?`)
+	args = append(args, encodeVector(make([]byte, 4*s.dim), req.query), fetch)
 
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.r.QueryContext(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("search %s: %w", s.collection, err)
 	}
@@ -329,9 +560,13 @@ func (s *SQLiteVec) Search(ctx context.Context, query []float32, k int, f Filter
 			h         Hit
 			dist      float64
 			published int64
+			gen       sql.NullInt64
 		)
-		if err := rows.Scan(&h.ID, &dist, &h.Language, &h.Level, &published, &h.Popularity); err != nil {
+		if err := rows.Scan(&h.ID, &dist, &h.Language, &h.Level, &published, &h.Popularity, &gen); err != nil {
 			return nil, fmt.Errorf("search %s: %w", s.collection, err)
+		}
+		if gen.Int64 != q.gen {
+			return nil, errStaleCentre
 		}
 		if _, ok := req.exclude[h.ID]; ok {
 			continue

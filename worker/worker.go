@@ -40,5 +40,8 @@ func New(c client.Client, acts *activities.Activities, opts Options) (sdkworker.
 // test environment).
 func Register(r sdkworker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.Video, workflow.RegisterOptions{Name: WorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Review, workflow.RegisterOptions{Name: workflows.ReviewWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Recheck, workflow.RegisterOptions{Name: workflows.RecheckWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Reembed, workflow.RegisterOptions{Name: workflows.ReembedWorkflowName})
 	r.RegisterActivity(acts)
 }

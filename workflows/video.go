@@ -107,6 +107,11 @@ func Video(ctx workflow.Context, in VideoInput) (VideoResult, error) {
 	if sum.Outcome == moderation.Approved {
 		return afterApproval(ctx, in, info, res)
 	}
+	if sum.Outcome == moderation.NeedsReview {
+		// A child review workflow (workflows/review.go): approve goes on
+		// with afterApproval, block has been applied by the review.
+		return awaitReview(ctx, in, info, res)
+	}
 	return res, nil
 }
 
@@ -115,8 +120,26 @@ func Video(ctx workflow.Context, in VideoInput) (VideoResult, error) {
 // approved later by a reviewer runs the same function.
 func afterApproval(ctx workflow.Context, in VideoInput, info media.Info, res VideoResult) (VideoResult, error) {
 	// stage: watermark (issue 3)
+	// Decoding, marking and encoding every frame takes about as long as a
+	// transcode: start-to-close scales with the video; the short heartbeat
+	// lets another worker take over a dead worker's pass, resuming from its
+	// finished segments.
+	var a *activities.Activities
+	var wm activities.WatermarkResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30*time.Minute + 4*time.Duration(info.DurationMS)*time.Millisecond,
+		HeartbeatTimeout:    HeartbeatTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 10,
+			NonRetryableErrorTypes: []string{activities.ErrInvalidMedia, activities.ErrWatermarkConfig},
+		},
+	}), a.Watermark, activities.WatermarkInput{VideoRef: activities.VideoRef{VideoID: in.VideoID, BlobKey: in.BlobKey}}).Get(ctx, &wm)
+	if err != nil {
+		return fail(ctx, in, "watermark", err)
+	}
+	workflow.GetLogger(ctx).Info("watermarked", "video", in.VideoID, "payload", wm.Payload, "frames", wm.Frames)
 	// stage: embed + index, then publish (issue 4)
-	return res, nil
+	return indexAndPublish(ctx, in, res)
 }
 
 // bookkeeping is for the short catalog writes after the pipeline ends.

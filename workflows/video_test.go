@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/blob"
 	"github.com/lessonflow/lessonflow/catalog"
@@ -15,13 +13,14 @@ import (
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/models"
 	"github.com/lessonflow/lessonflow/moderation"
-	"github.com/lessonflow/lessonflow/worker"
+	"github.com/lessonflow/lessonflow/vectorstore"
 	"github.com/lessonflow/lessonflow/workflows"
 )
 
 var (
 	clfOnce sync.Once
 	clf     *models.Classifier
+	emb     *models.Embedder
 	clfErr  error
 )
 
@@ -37,7 +36,13 @@ func deps(t *testing.T, policyName string) *activities.Activities {
 			clfErr = err
 			return
 		}
-		clf, clfErr = models.NewClassifier(m, testenv.ModelsDir(t), models.Options{})
+		if clf, clfErr = models.NewClassifier(m, testenv.ModelsDir(t), models.Options{}); clfErr != nil {
+			return
+		}
+		if m, clfErr = models.LoadManifest(models.EmbedderModelID); clfErr != nil {
+			return
+		}
+		emb, clfErr = models.NewEmbedder(m, testenv.ModelsDir(t), models.Options{})
 	})
 	if clfErr != nil {
 		t.Fatal(clfErr)
@@ -55,32 +60,21 @@ func deps(t *testing.T, policyName string) *activities.Activities {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &activities.Activities{Catalog: cat, Blobs: blobs, Classifier: clf, Policy: policy, Limits: media.DefaultLimits, TempDir: t.TempDir()}
-}
-
-// run uploads a file into the deps' stores and runs the workflow to the end.
-func run(t *testing.T, acts *activities.Activities, path string) (workflows.VideoResult, workflows.VideoInput) {
-	t.Helper()
-	ctx := context.Background()
-	f := testenv.Open(t, path)
-	info, err := acts.Blobs.Put(ctx, "uploads/test", f)
+	vecs, err := vectorstore.OpenSQLiteVec(t.TempDir(), vectorstore.CollectionName(emb.ModelID(), emb.Dim()), emb.Dim())
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := workflows.VideoInput{VideoID: "v" + info.SHA256[:24], BlobKey: info.Key, SHA256: info.SHA256}
-	if _, _, err := acts.Catalog.CreateVideo(ctx, catalog.Video{ID: in.VideoID, SHA256: in.SHA256, Title: "t", Level: 1,
-		Language: "en", TeacherID: "t1", BlobKey: in.BlobKey, SizeBytes: info.Size}); err != nil {
-		t.Fatal(err)
-	}
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	worker.Register(env, acts)
-	env.ExecuteWorkflow(worker.WorkflowName, in)
-	if !env.IsWorkflowCompleted() {
-		t.Fatal("workflow did not complete")
-	}
-	var res workflows.VideoResult
-	if err := env.GetWorkflowResult(&res); err != nil {
+	t.Cleanup(func() { vecs.Close() })
+	return withWatermark(t, &activities.Activities{Catalog: cat, Blobs: blobs, Classifier: clf, Embedder: emb, Vectors: vecs,
+		Policy: policy, Limits: media.DefaultLimits, TempDir: t.TempDir()})
+}
+
+// run uploads a file into the deps' stores and runs the workflow to a
+// successful end.
+func run(t *testing.T, acts *activities.Activities, path string) (workflows.VideoResult, workflows.VideoInput) {
+	t.Helper()
+	res, in, err := runToEnd(t, acts, path)
+	if err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
 	return res, in
@@ -92,12 +86,15 @@ func TestVideoApprovedSlides(t *testing.T) {
 		"color=c=white:s=640x360:r=10:d=8,drawbox=x=40:y=40:w=560:h=60:color=navy:t=fill,drawbox=x=40:y=140:w=300:h=20:color=gray:t=fill",
 		"-c:v", "libx264", "-pix_fmt", "yuv420p")
 	res, in := run(t, acts, clip)
-	if res.State != "approved" {
+	if res.State != string(catalog.StatePublished) {
 		t.Fatalf("slides: %+v", res)
 	}
 	v, err := acts.Catalog.GetVideo(context.Background(), in.VideoID)
-	if err != nil || v.State != catalog.StateApproved || v.Media == nil || v.Media.Width != 640 {
+	if err != nil || v.State != catalog.StatePublished || v.Media == nil || v.Media.Width != 640 {
 		t.Fatalf("catalog: %+v %v", v, err)
+	}
+	if l, err := acts.Vectors.Get(context.Background(), in.VideoID); err != nil || l.Language != "en" || l.Level != 1 {
+		t.Fatalf("published but not indexed: %+v %v", l, err)
 	}
 	ds, _ := acts.Catalog.Decisions(context.Background(), in.VideoID)
 	if len(ds) != 1 || ds[0].PolicyVersion != acts.Policy.Version || ds[0].ModelSHA256 != clf.ModelSHA256() || ds[0].Sampler == nil {

@@ -42,6 +42,9 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"BlobKeyInUse", testBlobKeyInUse},
 		{"Close", testClose},
 	}
+	tests = append(tests, eventTests...)
+	tests = append(tests, reviewTests...)
+	tests = append(tests, registryTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)

@@ -19,6 +19,12 @@ Usage:
   lessonflow worker [flags]                 a pipeline worker (run N of them on N machines to scale out)
   lessonflow upload FILE [--title T] [--level N] [--language L] [--tags a,b] [--teacher ID] [--wait]
   lessonflow status ID                      a video's state, stages and decision
+  lessonflow watermark embed --payload HEX16 [--crf N] [--preset P] IN OUT
+  lessonflow watermark detect [--json] FILE trace a leaked copy (a video or an image) to its video
+  lessonflow reembed [flags]                fill the LESSONFLOW_EMBED_MODEL collection with every published video (a workflow)
+  lessonflow eval-recs [--lessons N ...]    offline evaluation of recommendations on generated users (recall, NDCG, coverage)
+  lessonflow bench-recs [--lessons N ...]   recommendation latency, throughput and recall at 100K lessons through the HTTP API
+  lessonflow recheck --policy FILE [--wait] re-check existing videos in shadow under a new policy (admin key)
 
 Configuration comes from the environment (see README, Configuration); flags override it.
 `
@@ -43,6 +49,16 @@ func main() {
 		err = runUpload(ctx, args)
 	case "status":
 		err = runStatus(ctx, args)
+	case "watermark":
+		err = runWatermark(ctx, args)
+	case "reembed":
+		err = runReembed(ctx, args)
+	case "eval-recs":
+		err = runEvalRecs(ctx, args)
+	case "bench-recs":
+		err = runBenchRecs(ctx, args)
+	case "recheck":
+		err = runRecheck(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

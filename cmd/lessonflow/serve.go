@@ -30,6 +30,8 @@ import (
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/models"
 	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/recommend"
+	"github.com/lessonflow/lessonflow/vectorstore"
 	"github.com/lessonflow/lessonflow/worker"
 )
 
@@ -37,6 +39,7 @@ import (
 type stores struct {
 	catalog *catalog.SQLite
 	blobs   *blob.FS
+	vectors vectorstore.Store // the configured embedding model's collection
 }
 
 func openStores(cfg config.Config) (*stores, error) {
@@ -52,10 +55,18 @@ func openStores(cfg config.Config) (*stores, error) {
 		cat.Close()
 		return nil, err
 	}
-	return &stores{catalog: cat, blobs: blobs}, nil
+	vectors, err := openVectors(context.Background(), cfg)
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	return &stores{catalog: cat, blobs: blobs, vectors: vectors}, nil
 }
 
-func (s *stores) Close() { s.catalog.Close() }
+func (s *stores) Close() {
+	s.vectors.Close()
+	s.catalog.Close()
+}
 
 func dialTemporal(ctx context.Context, cfg config.Config) (client.Client, error) {
 	c, err := client.DialContext(ctx, client.Options{
@@ -108,13 +119,30 @@ func newActivities(cfg config.Config, st *stores) (*activities.Activities, func(
 		clf.Close()
 		return nil, nil, err
 	}
+	em, err := models.LoadManifest(cfg.EmbedModel)
+	if err != nil {
+		clf.Close()
+		return nil, nil, fmt.Errorf("LESSONFLOW_EMBED_MODEL: %w", err)
+	}
+	emb, err := models.NewEmbedder(em, cfg.ModelsDir(), models.Options{IntraOpThreads: cfg.ORTThreads, BatchSize: cfg.ClassifyBatch})
+	if err != nil {
+		clf.Close()
+		return nil, nil, fmt.Errorf("%w (run `make setup`)", err)
+	}
 	acts := &activities.Activities{
 		Catalog: st.catalog, Blobs: st.blobs, Classifier: clf, Policy: policy,
 		Limits:  media.Limits{MaxDuration: cfg.MaxDuration, MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight},
 		TempDir: os.TempDir(),
 	}
+	acts.Embedder, acts.Vectors = emb, st.vectors
+	acts.Review, acts.Webhook = reviewSettings(cfg), webhookSender(cfg)
+	if err := setupWatermark(cfg, acts); err != nil {
+		clf.Close()
+		emb.Close()
+		return nil, nil, err
+	}
 	slog.Info("worker ready", "model", clf.ModelID(), "model_sha256", clf.ModelSHA256()[:12], "policy", policy.Version)
-	return acts, func() { clf.Close() }, nil
+	return acts, func() { clf.Close(); emb.Close() }, nil
 }
 
 // runWorkerLoop runs a Temporal worker until ctx ends.
@@ -166,10 +194,15 @@ func startAPI(ctx context.Context, cfg config.Config, c client.Client, st *store
 }
 
 func newAPI(cfg config.Config, c client.Client, st *stores, keys map[string]string) *api.Server {
-	return &api.Server{
+	s := &api.Server{
 		Catalog: st.catalog, Blobs: st.blobs, Temporal: c, TaskQueue: cfg.TaskQueue,
 		WorkflowName: worker.WorkflowName, Keys: keys, MaxUploadBytes: cfg.MaxUploadBytes, Logger: slog.Default(),
+		Events: st.catalog, Recs: &recommend.Engine{Vectors: st.vectors, Catalog: st.catalog},
+		EvidenceKey: []byte(cfg.Review.EvidenceKey), EvidenceTTL: cfg.Review.EvidenceTTL,
+		Policy: activePolicy(cfg),
 	}
+	setupDetect(cfg, s)
+	return s
 }
 
 func loadConfig(name string, args []string, extra func(*flag.FlagSet)) (config.Config, error) {
@@ -246,6 +279,9 @@ func runDev(ctx context.Context, args []string) error {
 	defer st.Close()
 	keys, err := devKeys(cfg)
 	if err != nil {
+		return err
+	}
+	if cfg.Watermark.Key, err = devWatermarkKey(cfg); err != nil {
 		return err
 	}
 	uiURL := ""

@@ -1,0 +1,350 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/watermark"
+)
+
+// heartbeatEvery is how often the watermark pass heartbeats (the SDK
+// throttles what it sends to a fraction of the heartbeat timeout anyway).
+const heartbeatEvery = 2 * time.Second
+
+// StageWatermark is the stage that marks every frame of an approved video.
+const StageWatermark = "watermark"
+
+// ErrWatermarkConfig is the application error type of a watermark pass that
+// no retry can fix: no key configured, the video's key gone from the
+// keyring, a frame too small to carry a mark.
+const ErrWatermarkConfig = "WatermarkConfig"
+
+var framesMarked = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "lessonflow_frames_watermarked_total",
+	Help: "Frames marked and encoded by the watermark pass.",
+})
+
+// RenditionKey is where a video's marked rendition is stored.
+func RenditionKey(videoID string) string { return "renditions/" + videoID + "/watermarked.mp4" }
+
+// renditionWorkPrefix holds the finished segments of a pass in progress.
+func renditionWorkPrefix(videoID string) string { return "renditions/" + videoID + "/work/" }
+
+// WatermarkInput asks for the watermark pass over an approved video.
+type WatermarkInput struct {
+	VideoRef
+}
+
+// WatermarkResult references the stored rendition.
+type WatermarkResult struct {
+	RenditionKey string `json:"rendition_key"`
+	SHA256       string `json:"sha256"`
+	SizeBytes    int64  `json:"size_bytes"`
+	Payload      string `json:"payload"` // the registry id, 16 hex digits
+	KeyID        string `json:"key_id"`
+	Frames       int    `json:"frames"`
+	Resumed      int    `json:"resumed_segments,omitempty"` // segments a previous attempt had finished
+}
+
+// watermarkProgress is the heartbeat detail: which plan the finished
+// segments belong to and how many there are, a few dozen bytes however long
+// the video. The durable record of finished segments is the blob store
+// itself (see finishedSegments), so a retry resumes even when the SDK's
+// throttling kept the last heartbeat from reaching the server.
+type watermarkProgress struct {
+	Plan       string `json:"plan"`
+	Segments   int    `json:"segments"`    // finished: 0..Segments-1
+	LastFrames int    `json:"last_frames"` // frames of the last finished segment
+	Frames     int    `json:"frames"`      // frames handed to the encoder so far
+
+	keys []string // stored segments found at the start (not a heartbeat detail)
+}
+
+// segName is a stored segment's name: seg-<index>-<frames>.mp4.
+var segName = regexp.MustCompile(`^seg-([0-9]{6})-([0-9]{1,7})\.mp4$`)
+
+// finishedSegments lists the segments a previous attempt stored under
+// prefix: the run of seg-<index>-<frames>.mp4 from index 0 in which every
+// segment but the last is full (only the video's end makes a short one).
+func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFrames int) (watermarkProgress, error) {
+	infos, err := a.Blobs.List(ctx, prefix)
+	if err != nil {
+		return watermarkProgress{}, fmt.Errorf("list finished segments: %w", err)
+	}
+	frames := map[int]int{}
+	keys := map[int]string{}
+	for _, in := range infos {
+		m := segName.FindStringSubmatch(strings.TrimPrefix(in.Key, prefix))
+		if m == nil {
+			continue
+		}
+		i, _ := strconv.Atoi(m[1])
+		n, err := strconv.Atoi(m[2])
+		if err != nil || n <= 0 || n > segFrames {
+			continue
+		}
+		frames[i], keys[i] = n, in.Key
+	}
+	var p watermarkProgress
+	for i := 0; ; i++ {
+		n, ok := frames[i]
+		if !ok {
+			break
+		}
+		p.Segments, p.LastFrames = i+1, n
+		p.keys = append(p.keys, keys[i])
+		if n < segFrames {
+			break
+		}
+	}
+	return p, nil
+}
+
+// Watermark registers the video's watermark id (idempotent: a retry gets the
+// same record), marks every frame with it, encodes the H.264 rendition,
+// stores it under RenditionKey and records it in the catalog.
+//
+// It heartbeats frame progress. Segments (media.EncodeSegments) are stored as
+// they finish, under keys naming the plan (payload, key, encode settings,
+// segment length) and their frame count, so a retry after a crash
+// re-encodes only from the first segment not stored.
+func (a *Activities) Watermark(ctx context.Context, in WatermarkInput) (res WatermarkResult, err error) {
+	defer a.stage(ctx, in.VideoID, StageWatermark)(&err)
+	res, err = a.watermark(ctx, in)
+	if err != nil {
+		var inv *media.InvalidError
+		var appErr *temporal.ApplicationError
+		switch {
+		case errors.As(err, &inv):
+			return res, temporal.NewNonRetryableApplicationError(inv.Reason, ErrInvalidMedia, err)
+		case errors.As(err, &appErr):
+			return res, err
+		}
+		return res, fmt.Errorf("watermark %s: %w", in.VideoID, err)
+	}
+	return res, nil
+}
+
+func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (WatermarkResult, error) {
+	if a.WatermarkKeys == nil {
+		return WatermarkResult{}, temporal.NewNonRetryableApplicationError("no watermark key configured (LESSONFLOW_WATERMARK_KEY)", ErrWatermarkConfig, nil)
+	}
+	reg, ok := a.Catalog.(catalog.Registry)
+	if !ok {
+		return WatermarkResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("catalog %T has no watermark registry", a.Catalog), ErrWatermarkConfig, nil)
+	}
+	v, err := a.Catalog.GetVideo(ctx, in.VideoID)
+	if err != nil {
+		return WatermarkResult{}, err
+	}
+	rec, err := reg.RegisterWatermark(ctx, in.VideoID, v.TeacherID, a.WatermarkKeys.Current.ID)
+	if err != nil {
+		return WatermarkResult{}, err
+	}
+	// A record made before a key rotation keeps its key: the mark must be the
+	// one the registry says.
+	var key *watermark.Key
+	for i := range a.WatermarkKeys.All {
+		if a.WatermarkKeys.All[i].ID == rec.KeyID {
+			key = &a.WatermarkKeys.All[i]
+		}
+	}
+	if key == nil {
+		return WatermarkResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("video %s is registered with watermark key %q, which the keyring no longer holds", in.VideoID, rec.KeyID), ErrWatermarkConfig, nil)
+	}
+	emb, err := watermark.NewEmbedder(*key)
+	if err != nil {
+		return WatermarkResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrWatermarkConfig, err)
+	}
+	payload := watermark.Payload(rec.ID)
+
+	src, cleanup, err := a.localPath(ctx, in.BlobKey)
+	if err != nil {
+		return WatermarkResult{}, err
+	}
+	defer cleanup()
+	vs, err := media.ProbeStream(ctx, src)
+	if err != nil {
+		return WatermarkResult{}, err
+	}
+	enc := a.Encode.WithDefaults()
+	segFrames := media.SegmentFrames(vs, a.SegmentSeconds)
+	// Everything that shapes the segments' bytes; a retry under another plan
+	// (settings changed meanwhile) starts over.
+	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height))
+	plan := hex.EncodeToString(planSum[:8])
+	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
+	segKey := func(i, frames int) string { return fmt.Sprintf("%sseg-%06d-%d.mp4", segPrefix, i, frames) }
+
+	prog, err := a.finishedSegments(ctx, segPrefix, segFrames)
+	if err != nil {
+		return WatermarkResult{}, err
+	}
+	prog.Plan = plan
+	resumed := prog.Segments
+	log := activity.GetLogger(ctx)
+	if resumed > 0 || activity.HasHeartbeatDetails(ctx) {
+		var beat watermarkProgress
+		_ = activity.GetHeartbeatDetails(ctx, &beat)
+		log.Info("watermark: resuming", "video", in.VideoID, "segments_stored", resumed, "segment_frames", segFrames,
+			"last_heartbeat_segments", beat.Segments, "same_plan", beat.Plan == plan)
+	}
+
+	work, err := os.MkdirTemp(a.TempDir, "lessonflow-watermark-*")
+	if err != nil {
+		return WatermarkResult{}, err
+	}
+	defer os.RemoveAll(work)
+
+	// Heartbeat on a clock, not only per frame: a resumed pass decodes and
+	// drops the finished segments' frames without emitting any, and the
+	// final mux and upload emit none either.
+	var mu sync.Mutex // prog: the ticker, OnSegment and Progress run on different goroutines
+	snapshot := func() watermarkProgress { mu.Lock(); defer mu.Unlock(); return prog }
+	stopBeats, beatsDone := make(chan struct{}), make(chan struct{})
+	defer func() { close(stopBeats); <-beatsDone }() // no heartbeat after the activity returned
+	go func() {
+		defer close(beatsDone)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, snapshot())
+			case <-stopBeats:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	total := prog.Segments*segFrames - (segFrames - prog.LastFrames)
+	if prog.Segments == 0 || prog.LastFrames == segFrames {
+		// The last finished segment was full: there may be more video.
+		tr, err := media.EncodeSegments(ctx, src, media.TranscodeOptions{
+			Encode: enc, SegmentSeconds: a.SegmentSeconds, Workers: a.WatermarkWorkers,
+			WorkDir: work, StartSegment: prog.Segments,
+			OnSegment: func(s media.Segment) error {
+				if _, err := putFile(ctx, a.Blobs, segKey(s.Index, s.Frames), s.Path); err != nil {
+					return fmt.Errorf("store segment %d: %w", s.Index, err)
+				}
+				mu.Lock()
+				prog.Segments, prog.LastFrames = s.Index+1, s.Frames
+				mu.Unlock()
+				activity.RecordHeartbeat(ctx, snapshot())
+				return nil
+			},
+			Progress: func(n int) {
+				framesMarked.Inc()
+				mu.Lock()
+				prog.Frames = n
+				mu.Unlock()
+			},
+		}, func(f media.RawFrame) error {
+			if err := emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload); err != nil {
+				return &markError{err}
+			}
+			return nil
+		})
+		var me *markError
+		if errors.As(err, &me) { // e.g. a frame too small to carry the mark: no retry helps
+			return WatermarkResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrWatermarkConfig, err)
+		}
+		if err != nil {
+			return WatermarkResult{}, err
+		}
+		total = tr.Frames
+	}
+	done := snapshot()
+	if done.Segments == 0 {
+		return WatermarkResult{}, &media.InvalidError{Reason: "no frame could be decoded"}
+	}
+
+	// Gather every segment: this attempt's are in work already.
+	paths := make([]string, done.Segments)
+	for i := range paths {
+		p := media.SegmentPath(work, i)
+		if _, err := os.Stat(p); err != nil {
+			key := done.keys[i]
+			if err := a.fetch(ctx, key, p); err != nil {
+				return WatermarkResult{}, fmt.Errorf("fetch segment %d: %w", i, err)
+			}
+		}
+		paths[i] = p
+	}
+	out := filepath.Join(work, "rendition.mp4")
+	if err := media.MuxSegments(ctx, src, vs, paths, out); err != nil {
+		return WatermarkResult{}, err
+	}
+	rkey := RenditionKey(in.VideoID)
+	info, err := putFile(ctx, a.Blobs, rkey, out)
+	if err != nil {
+		return WatermarkResult{}, fmt.Errorf("store rendition: %w", err)
+	}
+	if err := reg.SetRendition(ctx, catalog.Rendition{VideoID: in.VideoID, BlobKey: rkey, SHA256: info.SHA256,
+		SizeBytes: info.Size, Payload: rec.ID, Frames: total, Encode: enc}); err != nil {
+		return WatermarkResult{}, err
+	}
+	if err := a.Blobs.DeletePrefix(ctx, renditionWorkPrefix(in.VideoID)); err != nil {
+		log.Warn("watermark: remove finished segments", "video", in.VideoID, "error", err)
+	}
+	log.Info("watermark: rendition stored", "video", in.VideoID, "payload", payload.String(), "key_id", rec.KeyID,
+		"frames", total, "bytes", info.Size, "resumed_segments", resumed)
+	return WatermarkResult{RenditionKey: rkey, SHA256: info.SHA256, SizeBytes: info.Size, Payload: payload.String(),
+		KeyID: rec.KeyID, Frames: total, Resumed: resumed}, nil
+}
+
+// putFile stores a local file under key.
+func putFile(ctx context.Context, s blob.Store, key, path string) (blob.Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return blob.Info{}, err
+	}
+	defer f.Close()
+	return s.Put(ctx, key, f)
+}
+
+// fetch copies a blob to a local file.
+func (a *Activities) fetch(ctx context.Context, key, path string) error {
+	rc, err := a.Blobs.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// markError is a frame the embedder refused.
+type markError struct{ err error }
+
+func (e *markError) Error() string { return e.err.Error() }
+func (e *markError) Unwrap() error { return e.err }

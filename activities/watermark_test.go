@@ -1,0 +1,259 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/watermark"
+)
+
+const testKeyring = "k1:000102030405060708090a0b0c0d0e0f,k0:f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+
+// failingStore fails puts of keys containing failOn (a worker dying mid-pass).
+type failingStore struct {
+	*blob.FS
+	failOn string
+}
+
+var errInjected = errors.New("injected put failure")
+
+func (s *failingStore) Put(ctx context.Context, key string, r io.Reader) (blob.Info, error) {
+	if s.failOn != "" && strings.Contains(key, s.failOn) {
+		return blob.Info{}, errInjected
+	}
+	return s.FS.Put(ctx, key, r)
+}
+
+type wmFixture struct {
+	acts  *Activities
+	store *failingStore
+	cat   *catalog.SQLite
+	ref   VideoRef
+	kr    watermark.Keyring
+}
+
+func newWMFixture(t *testing.T) *wmFixture {
+	t.Helper()
+	src := testenv.Clip(t, "wm-activity-testsrc2-640x360-25-6s-audio.mp4",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=6",
+		"-f", "lavfi", "-i", "sine=frequency=440:duration=6",
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
+	dir := t.TempDir()
+	cat, err := catalog.OpenSQLite(filepath.Join(dir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	fs, err := blob.NewFS(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingStore{FS: fs}
+	ctx := context.Background()
+	f := testenv.Open(t, src)
+	up, err := fs.Put(ctx, "uploads/1-src", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cat.CreateVideo(ctx, catalog.Video{ID: "v1", Title: "t", Tags: []string{}, TeacherID: "teacher-7",
+		BlobKey: up.Key, SizeBytes: up.Size, SHA256: up.SHA256}); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := watermark.ParseKeyring(testKeyring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &wmFixture{
+		acts: &Activities{Catalog: cat, Blobs: store, TempDir: t.TempDir(), WatermarkKeys: &kr,
+			Encode: media.EncodeOptions{CRF: 23, Preset: "ultrafast"}, SegmentSeconds: 1},
+		store: store, cat: cat, ref: VideoRef{VideoID: "v1", BlobKey: up.Key}, kr: kr,
+	}
+}
+
+// run executes the activity in Temporal's test environment, starting from
+// details (nil: a first attempt), and returns the last heartbeat details.
+func (fx *wmFixture) run(t *testing.T, details *watermarkProgress) (WatermarkResult, *watermarkProgress, error) {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(fx.acts.Watermark)
+	if details != nil {
+		env.SetHeartbeatDetails(*details)
+	}
+	var last *watermarkProgress
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
+		var p watermarkProgress
+		if d.Get(&p) == nil {
+			last = &p
+		}
+	})
+	val, err := env.ExecuteActivity(fx.acts.Watermark, WatermarkInput{VideoRef: fx.ref})
+	if err != nil {
+		return WatermarkResult{}, last, err
+	}
+	var res WatermarkResult
+	if err := val.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res, last, nil
+}
+
+// detect decodes the rendition and runs the detector over every frame.
+func (fx *wmFixture) detect(t *testing.T, key string) watermark.Result {
+	t.Helper()
+	p, err := fx.store.LocalPath(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := watermark.NewDetector(fx.kr)
+	if _, err := media.Decode(context.Background(), p, media.DecodeOptions{}, func(f media.RawFrame) error {
+		return d.Add(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d.Result()
+}
+
+func TestWatermarkActivity(t *testing.T) {
+	fx := newWMFixture(t)
+	res, last, err := fx.run(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := fx.cat.WatermarkOf(context.Background(), "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Payload != rec.ID.String() || res.KeyID != "k1" || rec.TeacherID != "teacher-7" || res.Frames != 150 || res.RenditionKey != RenditionKey("v1") {
+		t.Fatalf("result %+v, registry %+v", res, rec)
+	}
+	if last == nil || last.Plan == "" {
+		t.Fatalf("last heartbeat %+v, want the plan", last)
+	}
+	r, err := fx.cat.Rendition(context.Background(), "v1")
+	if err != nil || r.SHA256 != res.SHA256 || r.Frames != 150 || r.Payload != rec.ID {
+		t.Fatalf("catalog rendition %+v, %v", r, err)
+	}
+	if got := fx.detect(t, res.RenditionKey); !got.Found || got.Payload != watermark.Payload(rec.ID) || got.KeyID != "k1" {
+		t.Fatalf("detect on the rendition: %+v, want payload %s", got, rec.ID)
+	}
+	// The work segments are gone; the stage is recorded.
+	if left, _ := fx.store.List(context.Background(), renditionWorkPrefix("v1")); len(left) != 0 {
+		t.Fatalf("work segments left: %v", left)
+	}
+	v, _ := fx.cat.GetVideo(context.Background(), "v1")
+	if len(v.Stages) != 1 || v.Stages[0].Name != StageWatermark || v.Stages[0].State != catalog.StageSucceeded {
+		t.Fatalf("stages %+v", v.Stages)
+	}
+
+	// A re-run (e.g. a retry after the result was lost) keeps the registry record.
+	again, _, err := fx.run(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Payload != res.Payload {
+		t.Fatalf("re-run payload %s, first %s", again.Payload, res.Payload)
+	}
+}
+
+func TestWatermarkActivityResumes(t *testing.T) {
+	fx := newWMFixture(t)
+	fx.store.failOn = "seg-000003"
+	_, last, err := fx.run(t, nil)
+	if err == nil || !strings.Contains(err.Error(), errInjected.Error()) {
+		t.Fatalf("first attempt: %v, want the injected failure", err)
+	}
+	// The stored segments are the durable record (the SDK throttles
+	// heartbeats, so the server may hold older details than the last one).
+	stored, err := fx.store.List(context.Background(), renditionWorkPrefix("v1"))
+	if err != nil || len(stored) != 3 {
+		t.Fatalf("stored segments %v, %v; want 3", stored, err)
+	}
+	if last == nil || !strings.Contains(stored[0].Key, "/"+last.Plan+"/seg-000000-25.mp4") {
+		t.Fatalf("heartbeat %+v, stored %s", last, stored[0].Key)
+	}
+	fx.store.failOn = ""
+	res, _, err := fx.run(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed != 3 || res.Frames != 150 {
+		t.Fatalf("retry %+v, want 3 segments resumed and 150 frames", res)
+	}
+	p, _ := fx.store.LocalPath(res.RenditionKey)
+	vs, err := media.ProbeStream(context.Background(), p)
+	if err != nil || !vs.HasAudio {
+		t.Fatalf("rendition %+v, %v: want audio", vs, err)
+	}
+	rec, _ := fx.cat.WatermarkOf(context.Background(), "v1")
+	if got := fx.detect(t, res.RenditionKey); !got.Found || got.Payload != watermark.Payload(rec.ID) {
+		t.Fatalf("detect on the resumed rendition: %+v, want %s", got, rec.ID)
+	}
+
+	// Details from another plan (settings changed between attempts) are ignored.
+	fx.acts.Encode.CRF = 28
+	res, _, err = fx.run(t, &watermarkProgress{Plan: "0123456789abcdef", Segments: 5, LastFrames: 25})
+	if err != nil || res.Resumed != 0 || res.Frames != 150 {
+		t.Fatalf("run with foreign details: %+v, %v", res, err)
+	}
+}
+
+func TestWatermarkActivityWithoutKey(t *testing.T) {
+	fx := newWMFixture(t)
+	fx.acts.WatermarkKeys = nil
+	_, _, err := fx.run(t, nil)
+	if err == nil || !strings.Contains(err.Error(), "LESSONFLOW_WATERMARK_KEY") {
+		t.Fatalf("err = %v", err)
+	}
+	// A key rotated away: the video keeps its registered key id, which is gone.
+	kr, _ := watermark.ParseKeyring(testKeyring)
+	fx.acts.WatermarkKeys = &kr
+	if _, err := fx.cat.RegisterWatermark(context.Background(), "v1", "teacher-7", "old"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = fx.run(t, nil)
+	if err == nil || !strings.Contains(err.Error(), `"old"`) {
+		t.Fatalf("err = %v, want the missing key named", err)
+	}
+}
+
+func TestFinishedSegments(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		stored   []string
+		segments int
+		last     int
+	}{
+		{nil, 0, 0},
+		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4", "seg-000003-25.mp4"}, 2, 25}, // a gap
+		{[]string{"seg-000000-25.mp4", "seg-000001-10.mp4"}, 2, 10},                      // the video's end
+		{[]string{"seg-000000-10.mp4", "seg-000001-25.mp4"}, 1, 10},                      // nothing after a short one
+		{[]string{"seg-000000-26.mp4", "seg-000001-25.mp4"}, 0, 0},                       // not this plan's size
+		{[]string{"seg-000000-25.mp4.part", "junk"}, 0, 0},
+	} {
+		fs, err := blob.NewFS(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &Activities{Blobs: fs}
+		for _, k := range tc.stored {
+			blob.PutBytes(ctx, fs, "renditions/v1/work/p/"+k, []byte("x"))
+		}
+		p, err := a.finishedSegments(ctx, "renditions/v1/work/p/", 25)
+		if err != nil || p.Segments != tc.segments || p.LastFrames != tc.last || len(p.keys) != tc.segments {
+			t.Errorf("%v: %+v %v, want %d segments, last %d", tc.stored, p, err, tc.segments, tc.last)
+		}
+	}
+}

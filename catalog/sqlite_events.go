@@ -1,0 +1,274 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/lessonflow/lessonflow/internal/sqlitedb"
+)
+
+var _ EventStore = (*SQLite)(nil)
+
+// statColumn is the lesson_stats column an event type counts in.
+var statColumn = map[EventType]string{
+	EventView: "views", EventComplete: "completes", EventLike: "likes", EventDislike: "dislikes", EventSkip: "skips",
+}
+
+func validateEvent(e Event) error {
+	switch {
+	case e.UserID == "" || e.ID == "" || e.LessonID == "":
+		return fmt.Errorf("%w: event needs a user id, an event id and a lesson id", ErrInvalid)
+	case !e.Type.Valid():
+		return fmt.Errorf("%w: event %q: unknown type %q", ErrInvalid, e.ID, e.Type)
+	case e.At.IsZero():
+		return fmt.Errorf("%w: event %q: no time", ErrInvalid, e.ID)
+	case math.IsNaN(e.WatchSeconds) || math.IsInf(e.WatchSeconds, 0) || e.WatchSeconds < 0:
+		return fmt.Errorf("%w: event %q: watch seconds %v", ErrInvalid, e.ID, e.WatchSeconds)
+	}
+	return nil
+}
+
+// RecordEvents implements EventStore.
+func (s *SQLite) RecordEvents(ctx context.Context, events []Event) ([]EventOutcome, error) {
+	if len(events) > MaxEventBatch {
+		return nil, fmt.Errorf("record events: %w: batch of %d, max %d", ErrInvalid, len(events), MaxEventBatch)
+	}
+	for _, e := range events {
+		if err := validateEvent(e); err != nil {
+			return nil, fmt.Errorf("record events: %w", err)
+		}
+	}
+	out := make([]EventOutcome, len(events))
+	now := time.Now().UnixMicro()
+	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+		published := map[string]bool{}
+		for i, e := range events {
+			ok, seen := published[e.LessonID]
+			if !seen {
+				var state string
+				err := tx.QueryRowContext(ctx, `SELECT state FROM videos WHERE id = ?`, e.LessonID).Scan(&state)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				ok = state == string(StatePublished)
+				published[e.LessonID] = ok
+			}
+			if !ok {
+				out[i] = EventUnknownLesson
+				continue
+			}
+			// Counted once per user, lesson and type: look before inserting.
+			var repeat int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_events
+				WHERE user_id = ? AND lesson_id = ? AND type = ?`, e.UserID, e.LessonID, e.Type).Scan(&repeat); err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO user_events
+				(user_id, event_id, lesson_id, type, at, watch_ms, rec_id, received_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, event_id) DO NOTHING`,
+				e.UserID, e.ID, e.LessonID, e.Type, e.At.UnixMicro(), int64(math.Round(e.WatchSeconds*1000)), e.RecID, now)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				out[i] = EventDuplicate
+				continue
+			}
+			out[i] = EventCreated
+			if repeat > 0 {
+				continue
+			}
+			col := statColumn[e.Type] // a fixed column name, not input
+			if _, err := tx.ExecContext(ctx, `INSERT INTO lesson_stats (lesson_id, `+col+`) VALUES (?, 1)
+				ON CONFLICT (lesson_id) DO UPDATE SET `+col+` = `+col+` + 1`, e.LessonID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record %d events: %w", len(events), err)
+	}
+	return out, nil
+}
+
+// UserEvents implements EventStore.
+func (s *SQLite) UserEvents(ctx context.Context, userID string, limit int) ([]Event, error) {
+	if limit < 1 || limit > MaxUserEvents {
+		return nil, fmt.Errorf("events of %s: %w: limit %d, want 1 to %d", userID, ErrInvalid, limit, MaxUserEvents)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT event_id, lesson_id, type, at, watch_ms, rec_id FROM user_events
+		WHERE user_id = ? ORDER BY at DESC, received_at DESC, event_id LIMIT ?`, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("events of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	out := []Event{}
+	for rows.Next() {
+		e := Event{UserID: userID}
+		var at, watch int64
+		if err := rows.Scan(&e.ID, &e.LessonID, &e.Type, &at, &watch, &e.RecID); err != nil {
+			return nil, fmt.Errorf("events of %s: %w", userID, err)
+		}
+		e.At = time.UnixMicro(at).UTC()
+		e.WatchSeconds = float64(watch) / 1000
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("events of %s: %w", userID, err)
+	}
+	return out, nil
+}
+
+const lessonCols = `v.id, v.title, v.language, v.level, v.state, COALESCE(json_extract(v.media, '$.duration_ms'), 0),
+	p.published_at, COALESCE(s.views, 0), COALESCE(s.completes, 0), COALESCE(s.likes, 0), COALESCE(s.dislikes, 0), COALESCE(s.skips, 0)`
+
+const lessonFrom = ` FROM videos v LEFT JOIN publications p ON p.video_id = v.id LEFT JOIN lesson_stats s ON s.lesson_id = v.id`
+
+func scanLesson(sc interface{ Scan(...any) error }) (Lesson, error) {
+	var (
+		l         Lesson
+		published sql.NullInt64
+	)
+	err := sc.Scan(&l.ID, &l.Title, &l.Language, &l.Level, &l.State, &l.DurationMS, &published,
+		&l.Stats.Views, &l.Stats.Completes, &l.Stats.Likes, &l.Stats.Dislikes, &l.Stats.Skips)
+	if err != nil {
+		return Lesson{}, err
+	}
+	if published.Valid {
+		l.PublishedAt = time.UnixMicro(published.Int64).UTC()
+	}
+	return l, nil
+}
+
+// Lessons implements EventStore.
+func (s *SQLite) Lessons(ctx context.Context, ids []string) (map[string]Lesson, error) {
+	if len(ids) > MaxLessonLookup {
+		return nil, fmt.Errorf("look up lessons: %w: %d ids, max %d", ErrInvalid, len(ids), MaxLessonLookup)
+	}
+	out := make(map[string]Lesson, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+lessonCols+lessonFrom+` WHERE v.id IN (?`+strings.Repeat(",?", len(ids)-1)+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		l, err := scanLesson(rows)
+		if err != nil {
+			return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
+		}
+		out[l.ID] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// Publish implements EventStore.
+func (s *SQLite) Publish(ctx context.Context, id string, at time.Time) (time.Time, error) {
+	if id == "" {
+		return time.Time{}, fmt.Errorf("publish: %w: empty id", ErrInvalid)
+	}
+	var first time.Time
+	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+		var state State
+		err := tx.QueryRowContext(ctx, `SELECT state FROM videos WHERE id = ?`, id).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if state != StateApproved && state != StatePublished {
+			return fmt.Errorf("%w (state %s)", ErrNotPublishable, state)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO publications (video_id, published_at) VALUES (?, ?)
+			ON CONFLICT (video_id) DO NOTHING`, id, nowOr(at).UnixMicro()); err != nil {
+			return err
+		}
+		var us int64
+		if err := tx.QueryRowContext(ctx, `SELECT published_at FROM publications WHERE video_id = ?`, id).Scan(&us); err != nil {
+			return err
+		}
+		first = time.UnixMicro(us).UTC()
+		if state == StatePublished {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE videos SET state = ?, error = '', updated_at = ? WHERE id = ?`,
+			StatePublished, nowOr(time.Time{}).UnixMicro(), id)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("publish %s: %w", id, err)
+	}
+	return first, nil
+}
+
+// PublishedLessons implements EventStore.
+func (s *SQLite) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Lesson, error) {
+	where := []string{"v.state = ?"}
+	args := []any{StatePublished}
+	if q.Language != "" {
+		where = append(where, "v.language = ?")
+		args = append(args, q.Language)
+	}
+	if q.LevelMin > 0 {
+		where = append(where, "v.level >= ?")
+		args = append(args, q.LevelMin)
+	}
+	if q.LevelMax > 0 {
+		where = append(where, "v.level <= ?")
+		args = append(args, q.LevelMax)
+	}
+	var order string
+	switch q.Order {
+	case NewestFirst:
+		order = "p.published_at DESC, v.id"
+	case MostPopularFirst:
+		// Popularity as LessonStats.Popularity computes it.
+		order = `MAX(0, COALESCE(s.views, 0) + 3*COALESCE(s.completes, 0) + 3*COALESCE(s.likes, 0)
+			- 2*COALESCE(s.dislikes, 0) - COALESCE(s.skips, 0)) DESC, p.published_at DESC, v.id`
+	case ByID:
+		order = "v.id"
+		if q.After != "" {
+			where = append(where, "v.id > ?")
+			args = append(args, q.After)
+		}
+	default:
+		return nil, fmt.Errorf("published lessons: %w: order %d", ErrInvalid, q.Order)
+	}
+	args = append(args, clampLimit(q.Limit))
+	rows, err := s.r.QueryContext(ctx, `SELECT `+lessonCols+lessonFrom+` WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY `+order+` LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("published lessons: %w", err)
+	}
+	defer rows.Close()
+	out := []Lesson{}
+	for rows.Next() {
+		l, err := scanLesson(rows)
+		if err != nil {
+			return nil, fmt.Errorf("published lessons: %w", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("published lessons: %w", err)
+	}
+	return out, nil
+}

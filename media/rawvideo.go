@@ -1,0 +1,942 @@
+package media
+
+// The raw video pipeline: ffmpeg decodes to yuv420p frames on a pipe, Go
+// transforms them (in parallel, order kept), ffmpeg encodes H.264 from a
+// pipe. Used by the watermark pass and, decode-only, by detection.
+//
+// Frames travel as YUV4MPEG2 (y4m): a one-line header carries the size, rate
+// and aspect after ffmpeg applied the display rotation, and every frame is
+// "FRAME\n" plus the planes, so nothing has to be guessed from ffprobe.
+//
+// Variable frame rate: the decoder runs the fps filter at the source's
+// average rate, so the output is constant-rate. A VFR source therefore gets
+// frames duplicated or dropped where its spacing deviates from the average;
+// its length and A/V sync are kept, its exact frame timing is not. A CFR
+// source comes out frame for frame. Counting frames on a constant-rate grid
+// is also what makes segments cut at exact frames and resumable.
+//
+// Resume: the encode is split into segments of SegmentSeconds. Each segment
+// is a separate x264 run writing its own MP4, reported to the caller as soon
+// as it is complete (the watermark activity stores it in blob storage). A
+// retried pass starts the decoder at the first unfinished segment's frame
+// (trim=start_frame: exact, independent of keyframes, at the cost of decoding
+// and discarding the frames before it) and MuxSegments joins all segments
+// with the concat demuxer (-c copy) and copies the source's audio. Every
+// segment starts with an IDR frame, which costs a few KB per segment.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// VideoStream is what the raw pipeline needs to know about a source.
+type VideoStream struct {
+	Width       int     `json:"width"`  // coded size, before any rotation
+	Height      int     `json:"height"` //
+	Rate        string  `json:"rate"`   // the constant output rate, an ffmpeg rational like "30000/1001"
+	FPS         float64 `json:"fps"`    // Rate as a number
+	SAR         string  `json:"sar"`    // sample aspect ratio "N:D" when not square, else ""
+	DurationSec float64 `json:"duration_sec"`
+	HasAudio    bool    `json:"has_audio"`
+	AudioCodec  string  `json:"audio_codec,omitempty"`
+	Still       bool    `json:"still"` // an image: decoded as its one frame, whatever the rate says
+}
+
+// maxRawFPS bounds the constant output rate; past it a stream's rate is a
+// timebase rather than a frame rate.
+const maxRawFPS = 240
+
+// fallbackRate is used when ffprobe gives no plausible rate (e.g. a still image).
+const fallbackRate = "25/1"
+
+type rawProbeJSON struct {
+	Streams []struct {
+		probeStream
+		SAR string `json:"sample_aspect_ratio"`
+	} `json:"streams"`
+	Format struct {
+		FormatName string `json:"format_name"`
+		Duration   flex   `json:"duration"`
+	} `json:"format"`
+}
+
+// ProbeStream asks ffprobe for the first video stream (not cover art) of
+// path and whether there is audio. Input that is not media, or has no video
+// stream, yields an *InvalidError; images are accepted (one frame).
+func ProbeStream(ctx context.Context, path string) (VideoStream, error) {
+	input := "file:" + path
+	cmd := exec.CommandContext(ctx, "ffprobe", "-hide_banner", "-v", "error",
+		"-protocol_whitelist", "file", "-print_format", "json",
+		"-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,sample_aspect_ratio,nb_frames,duration:stream_disposition=attached_pic,still_image:format=duration,format_name",
+		input)
+	stdout := &capWriter{max: maxProbeJSON + 1}
+	stderr := &capWriter{max: 64 << 10}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return VideoStream{}, fmt.Errorf("probe %s: %w", path, ctx.Err())
+		}
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || !exitErr.Exited() || isSystemFailure(stderr.String()) {
+			return VideoStream{}, fmt.Errorf("probe %s: ffprobe: %w: %s", path, err, firstLine(stderr.String(), input))
+		}
+		msg := firstLine(stderr.String(), input)
+		if msg == "" {
+			msg = "ffprobe " + err.Error()
+		}
+		return VideoStream{}, &InvalidError{Reason: "not a readable image or video: " + msg}
+	}
+	return parseRawProbe(stdout.Bytes())
+}
+
+func parseRawProbe(data []byte) (VideoStream, error) {
+	if len(data) > maxProbeJSON {
+		return VideoStream{}, &InvalidError{Reason: "probe output too large (too many streams)"}
+	}
+	var p rawProbeJSON
+	if err := json.Unmarshal(data, &p); err != nil {
+		return VideoStream{}, &InvalidError{Reason: "unreadable probe output: " + err.Error()}
+	}
+	var vs VideoStream
+	found := false
+	for _, s := range p.Streams {
+		switch s.CodecType {
+		case "video":
+			if n, _ := s.Disposition.AttachedPic.int(); n != 0 || found {
+				continue
+			}
+			w, _ := s.Width.int()
+			h, _ := s.Height.int()
+			if w <= 0 || h <= 0 {
+				continue
+			}
+			found = true
+			vs.Width, vs.Height = int(w), int(h)
+			vs.Rate, vs.FPS = chooseRate(s.RFrameRate, s.AvgFrameRate)
+			vs.Still = isImage(p.Format.FormatName, &s.probeStream, p.Format.Duration)
+			if sar := s.SAR; sar != "" && sar != "1:1" && sar != "0:1" && sar != "N/A" {
+				if n, d, ok := strings.Cut(sar, ":"); ok && positiveInt(n) && positiveInt(d) {
+					vs.SAR = sar
+				}
+			}
+		case "audio":
+			if !vs.HasAudio {
+				vs.HasAudio, vs.AudioCodec = true, s.CodecName
+			}
+		}
+	}
+	if !found {
+		return VideoStream{}, &InvalidError{Reason: "no video stream or image"}
+	}
+	if d, ok := p.Format.Duration.float(); ok && d > 0 {
+		vs.DurationSec = d
+	}
+	return vs, nil
+}
+
+func positiveInt(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0
+}
+
+// chooseRate picks the constant output rate: the average rate (what a VFR
+// stream really plays at), but the exact r_frame_rate when the two agree
+// within 1%, so that 30000/1001 stays exact rather than a rounded average.
+func chooseRate(r, avg string) (string, float64) {
+	rf, rok := parseRate(r)
+	af, aok := parseRate(avg)
+	rok = rok && rf <= maxRawFPS && isRational(r)
+	aok = aok && af <= maxRawFPS && isRational(avg)
+	switch {
+	case rok && aok && math.Abs(rf-af) <= 0.01*af:
+		return r, rf
+	case aok:
+		return avg, af
+	case rok:
+		return r, rf
+	}
+	f, _ := parseRate(fallbackRate)
+	return fallbackRate, f
+}
+
+// isRational accepts "n/d" or "n" with positive integers only: the string
+// goes into a filter graph.
+func isRational(s string) bool {
+	n, d, found := strings.Cut(s, "/")
+	return positiveInt(n) && (!found || positiveInt(d))
+}
+
+// RawFrame is one decoded yuv420p frame: three tightly packed planes (Y is
+// Width bytes per row, U and V Width/2). Width and Height are even.
+type RawFrame struct {
+	Index  int // position in the constant-rate sequence, from 0
+	Width  int
+	Height int
+	Y      []byte
+	U      []byte
+	V      []byte
+}
+
+// y4mHeader is the parsed stream header of a yuv4mpegpipe.
+type y4mHeader struct {
+	line          []byte // the whole line, newline included
+	width, height int
+}
+
+func (h y4mHeader) frameSize() int { return h.width*h.height + 2*(h.width/2)*(h.height/2) }
+
+// maxRawPixels bounds a frame the pipeline accepts (8K).
+const maxRawPixels = 7680 * 4320
+
+func readY4MHeader(r *bufio.Reader) (y4mHeader, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF && len(line) == 0 {
+			return y4mHeader{}, io.EOF
+		}
+		return y4mHeader{}, fmt.Errorf("y4m header: %w", noEOF(err))
+	}
+	h := y4mHeader{line: bytes.Clone(line)}
+	fields := strings.Fields(string(line))
+	if len(fields) == 0 || fields[0] != "YUV4MPEG2" {
+		return h, fmt.Errorf("y4m header: not a YUV4MPEG2 stream")
+	}
+	for _, f := range fields[1:] {
+		switch f[0] {
+		case 'W':
+			h.width, _ = strconv.Atoi(f[1:])
+		case 'H':
+			h.height, _ = strconv.Atoi(f[1:])
+		case 'C':
+			if !strings.HasPrefix(f, "C420") {
+				return h, fmt.Errorf("y4m header: colour space %s, want 4:2:0", f)
+			}
+		}
+	}
+	if h.width <= 0 || h.height <= 0 || h.width%2 != 0 || h.height%2 != 0 || h.width*h.height > maxRawPixels {
+		return h, fmt.Errorf("y4m header: unusable frame size %dx%d", h.width, h.height)
+	}
+	return h, nil
+}
+
+// readY4MFrame reads the next frame into buf (len frameSize); io.EOF at a
+// clean end of stream.
+func readY4MFrame(r *bufio.Reader, buf []byte) error {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF && len(line) == 0 {
+			return io.EOF
+		}
+		return fmt.Errorf("y4m frame header: %w", noEOF(err))
+	}
+	if !bytes.HasPrefix(line, []byte("FRAME")) {
+		return fmt.Errorf("y4m: want FRAME, got %q", truncateBytes(line, 16))
+	}
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return fmt.Errorf("y4m frame: %w", noEOF(err))
+	}
+	return nil
+}
+
+func truncateBytes(b []byte, n int) []byte { return b[:min(len(b), n)] }
+
+func frameOf(h y4mHeader, index int, buf []byte) RawFrame {
+	ys := h.width * h.height
+	cs := (h.width / 2) * (h.height / 2)
+	return RawFrame{Index: index, Width: h.width, Height: h.height,
+		Y: buf[:ys:ys], U: buf[ys : ys+cs : ys+cs], V: buf[ys+cs : ys+2*cs : ys+2*cs]}
+}
+
+// ffmpegProc is a running ffmpeg child bound to a context and to our
+// lifetime (Pdeathsig), with the tail of its stderr kept for errors.
+type ffmpegProc struct {
+	cmd    *exec.Cmd
+	stderr *tailWriter
+	stdin  io.WriteCloser
+	stdout io.ReadCloser
+}
+
+func startFFmpeg(ctx context.Context, args []string, withStdin, withStdout bool) (*ffmpegProc, error) {
+	full := append([]string{"-hide_banner", "-nostats", "-loglevel", "error", "-y"}, args...)
+	if !withStdin {
+		full = append([]string{"-nostdin"}, full...)
+	}
+	cmd := exec.CommandContext(ctx, "ffmpeg", full...)
+	// A worker killed with SIGKILL must not leave ffmpeg running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p := &ffmpegProc{cmd: cmd, stderr: &tailWriter{max: 8 << 10}}
+	cmd.Stderr = p.stderr
+	cmd.WaitDelay = 5 * time.Second
+	var err error
+	if withStdin {
+		if p.stdin, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+	}
+	if withStdout {
+		if p.stdout, err = cmd.StdoutPipe(); err != nil {
+			return nil, err
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start ffmpeg: %w", err)
+	}
+	return p, nil
+}
+
+// wait waits for ffmpeg and explains a failure with its stderr.
+func (p *ffmpegProc) wait() error {
+	if err := p.cmd.Wait(); err != nil {
+		return fmt.Errorf("ffmpeg: %w: %s", err, p.stderr.tail())
+	}
+	return nil
+}
+
+// decodeSpec says how the decoder samples the source.
+type decodeSpec struct {
+	rate       string // constant output rate
+	startFrame int    // drop the frames before this one (exact, after the fps filter)
+	maxWidth   int    // downscale to fit (0: full size)
+	maxHeight  int
+	maxSeconds float64 // stop after this much video (0: all)
+	maxFrames  int     // stop after this many frames (0: all)
+}
+
+// startDecoder runs ffmpeg decoding path's first video stream to y4m yuv420p
+// on its stdout.
+func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, error) {
+	// fps first (constant rate), then scale, then even dimensions for 4:2:0.
+	// A still image has no rate: the fps filter could drop its one frame.
+	vf := "null"
+	if d.rate != "" {
+		vf = "fps=" + d.rate
+	}
+	if d.maxWidth > 0 && d.maxHeight > 0 {
+		vf += fmt.Sprintf(",scale=w='min(iw,%d)':h='min(ih,%d)':force_original_aspect_ratio=decrease:flags=bilinear", d.maxWidth, d.maxHeight)
+	}
+	vf += ",crop=w=trunc(iw/2)*2:h=trunc(ih/2)*2"
+	if d.startFrame > 0 {
+		vf += fmt.Sprintf(",trim=start_frame=%d", d.startFrame)
+	}
+	args := []string{"-protocol_whitelist", "file"}
+	if d.maxSeconds > 0 {
+		args = append(args, "-t", strconv.FormatFloat(d.maxSeconds, 'f', 3, 64))
+	}
+	args = append(args, "-i", "file:"+path,
+		"-map", "0:V:0", "-an", "-sn", "-dn",
+		"-vf", vf,
+		// The fps filter already made the rate constant; the muxer must not
+		// pad a trimmed start with duplicates.
+		"-fps_mode", "passthrough",
+		"-pix_fmt", "yuv420p")
+	if d.maxFrames > 0 {
+		args = append(args, "-frames:v", strconv.Itoa(d.maxFrames))
+	}
+	args = append(args, "-f", "yuv4mpegpipe", "pipe:1")
+	return startFFmpeg(ctx, args, false, true)
+}
+
+// DecodeOptions bound a decode-only pass (detection).
+type DecodeOptions struct {
+	MaxWidth   int     // frames larger than MaxWidth x MaxHeight are scaled down to fit, aspect kept (0: full size)
+	MaxHeight  int     //
+	MaxSeconds float64 // only the first MaxSeconds of the video (0: all)
+	MaxFrames  int     // at most this many frames (0: all)
+	MaxFPS     int     // sources faster than this are decoded at this rate (0: the source's rate)
+}
+
+// Decode decodes path (a video or an image) to yuv420p frames at the
+// source's constant rate and calls fn with each, in order. The frame's
+// buffers are reused after fn returns. An error from fn stops ffmpeg and is
+// returned. Input that is not media yields an *InvalidError.
+func Decode(ctx context.Context, path string, opt DecodeOptions, fn func(RawFrame) error) (VideoStream, error) {
+	vs, err := ProbeStream(ctx, path)
+	if err != nil {
+		return vs, err
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rate := vs.Rate
+	if opt.MaxFPS > 0 && vs.FPS > float64(opt.MaxFPS) {
+		rate = strconv.Itoa(opt.MaxFPS)
+	}
+	if vs.Still {
+		rate = ""
+	}
+	dec, err := startDecoder(ctx, path, decodeSpec{rate: rate, maxWidth: opt.MaxWidth, maxHeight: opt.MaxHeight,
+		maxSeconds: opt.MaxSeconds, maxFrames: opt.MaxFrames})
+	if err != nil {
+		return vs, err
+	}
+	n, loopErr := func() (int, error) {
+		br := bufio.NewReaderSize(dec.stdout, 1<<20)
+		h, err := readY4MHeader(br)
+		if err == io.EOF {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, &ffmpegOutputError{err}
+		}
+		buf := make([]byte, h.frameSize())
+		for i := 0; ; i++ {
+			if err := readY4MFrame(br, buf); err == io.EOF {
+				return i, nil
+			} else if err != nil {
+				return i, &ffmpegOutputError{err}
+			}
+			if err := fn(frameOf(h, i, buf)); err != nil {
+				return i, err
+			}
+		}
+	}()
+	if loopErr != nil {
+		cancel()
+	}
+	waitErr := dec.wait()
+	switch {
+	case loopErr != nil && !isFFmpegOutputErr(loopErr):
+		return vs, loopErr // from fn
+	case parent.Err() != nil:
+		return vs, parent.Err()
+	case waitErr != nil:
+		return vs, decodeFailure(path, waitErr)
+	case loopErr != nil:
+		return vs, fmt.Errorf("decode %s: %w", path, loopErr)
+	case n == 0:
+		return vs, &InvalidError{Reason: "no frame could be decoded"}
+	}
+	return vs, nil
+}
+
+// ffmpegOutputError marks a malformed y4m stream (as opposed to an error
+// returned by a caller's function).
+type ffmpegOutputError struct{ err error }
+
+func (e *ffmpegOutputError) Error() string { return e.err.Error() }
+func (e *ffmpegOutputError) Unwrap() error { return e.err }
+
+func isFFmpegOutputErr(err error) bool {
+	var e *ffmpegOutputError
+	return errors.As(err, &e)
+}
+
+// decodeFailure classifies a decoder exit: exit code 69 (too many decode
+// errors) or a readable-but-broken stream is invalid input.
+func decodeFailure(path string, err error) error {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) && exitErr.Exited() && exitErr.ExitCode() == ffmpegExitTooManyErrors {
+		return fmt.Errorf("%w (%v)", &InvalidError{Reason: "the video stream is corrupt: most frames failed to decode"}, err)
+	}
+	return fmt.Errorf("decode %s: %w", path, err)
+}
+
+// EncodeOptions set the H.264 encode of renditions.
+type EncodeOptions struct {
+	CRF    int    `json:"crf"`    // x264 constant rate factor, 0-51 (default 23)
+	Preset string `json:"preset"` // x264 preset (default "medium")
+}
+
+// DefaultEncode is x264's own default quality and speed.
+var DefaultEncode = EncodeOptions{CRF: 23, Preset: "medium"}
+
+// x264Presets are the presets x264 knows.
+var x264Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"}
+
+// WithDefaults fills zero fields from DefaultEncode.
+func (o EncodeOptions) WithDefaults() EncodeOptions {
+	if o.CRF == 0 {
+		o.CRF = DefaultEncode.CRF
+	}
+	if o.Preset == "" {
+		o.Preset = DefaultEncode.Preset
+	}
+	return o
+}
+
+// Validate rejects a CRF outside 0-51 or an unknown preset.
+func (o EncodeOptions) Validate() error {
+	if o.CRF < 0 || o.CRF > 51 {
+		return fmt.Errorf("CRF %d: want 0-51", o.CRF)
+	}
+	for _, p := range x264Presets {
+		if o.Preset == p {
+			return nil
+		}
+	}
+	return fmt.Errorf("preset %q: want one of %s", o.Preset, strings.Join(x264Presets, ", "))
+}
+
+// Segment is one finished piece of a segmented encode.
+type Segment struct {
+	Index      int    `json:"index"`
+	FirstFrame int    `json:"first_frame"`
+	Frames     int    `json:"frames"`
+	Path       string `json:"-"` // the MP4 in WorkDir
+}
+
+// TranscodeOptions configure EncodeSegments.
+type TranscodeOptions struct {
+	Encode EncodeOptions
+	// SegmentSeconds is the length of one resumable segment (default 20).
+	SegmentSeconds float64
+	// Workers transform frames in parallel (default GOMAXPROCS).
+	Workers int
+	// WorkDir receives the segment files seg-NNNNNN.mp4 (required).
+	WorkDir string
+	// StartSegment: segments before it are finished already; decoding starts
+	// at its first frame.
+	StartSegment int
+	// OnSegment is called, in order, when a segment's file is complete. It
+	// runs while the next segment encodes; an error stops the pass.
+	OnSegment func(Segment) error
+	// Progress is called after every frame is handed to the encoder with the
+	// number of frames done, counting those of finished segments.
+	Progress func(frames int)
+}
+
+// DefaultSegmentSeconds is the default length of a resumable segment.
+const DefaultSegmentSeconds = 20
+
+// SegmentFrames is how many frames a segment of vs holds.
+func SegmentFrames(vs VideoStream, segmentSeconds float64) int {
+	if !(segmentSeconds > 0) {
+		segmentSeconds = DefaultSegmentSeconds
+	}
+	return max(1, int(math.Round(segmentSeconds*vs.FPS)))
+}
+
+// TranscodeResult sums up EncodeSegments.
+type TranscodeResult struct {
+	Stream        VideoStream `json:"stream"`
+	SegmentFrames int         `json:"segment_frames"`
+	Segments      []Segment   `json:"segments"` // encoded by this call
+	Frames        int         `json:"frames"`   // total, counting the segments before StartSegment
+}
+
+// SegmentPath is where EncodeSegments writes segment i in dir.
+func SegmentPath(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("seg-%06d.mp4", i)) }
+
+// EncodeSegments decodes src from segment opt.StartSegment on, passes every
+// frame to transform (which may change the planes in place; it runs on
+// opt.Workers goroutines at once, so it must be safe for concurrent use) and
+// encodes the frames, in order, into H.264 segment files. Memory is bounded
+// by a few frames per worker whatever the video's length. Cancelling ctx
+// kills both ffmpeg processes. A source that yields no frame at all (from
+// segment 0) is an *InvalidError.
+func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, transform func(RawFrame) error) (TranscodeResult, error) {
+	enc := opt.Encode.WithDefaults()
+	if err := enc.Validate(); err != nil {
+		return TranscodeResult{}, err
+	}
+	if opt.WorkDir == "" {
+		return TranscodeResult{}, errors.New("encode segments: no work directory")
+	}
+	if opt.StartSegment < 0 {
+		return TranscodeResult{}, fmt.Errorf("encode segments: start segment %d", opt.StartSegment)
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	vs, err := ProbeStream(ctx, src)
+	if err != nil {
+		return TranscodeResult{}, err
+	}
+	res := TranscodeResult{Stream: vs, SegmentFrames: SegmentFrames(vs, opt.SegmentSeconds)}
+	start := opt.StartSegment * res.SegmentFrames
+	res.Frames = start
+
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	dec, err := startDecoder(ctx, src, decodeSpec{rate: vs.Rate, startFrame: start})
+	if err != nil {
+		return res, err
+	}
+	p := &pipeline{ctx: ctx, cancel: cancel, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
+	loopErr := p.run(dec.stdout, workers, start)
+	if loopErr != nil {
+		cancel(loopErr)
+	}
+	waitErr := dec.wait()
+	p.finishAll() // waits for the segment being finished, if any
+	if err := context.Cause(ctx); err != nil {
+		// The first failure cancelled the pass; later ones (a killed
+		// encoder's broken pipe) follow from it.
+		loopErr = err
+	}
+	if loopErr == nil {
+		loopErr = p.finishErr
+	}
+	switch {
+	case parent.Err() != nil: // ffmpeg was killed: whatever else failed follows from it
+		return res, parent.Err()
+	case loopErr != nil && !isFFmpegOutputErr(loopErr):
+		return res, loopErr
+	case waitErr != nil:
+		return res, decodeFailure(src, waitErr)
+	case loopErr != nil:
+		return res, fmt.Errorf("decode %s: %w", src, loopErr)
+	case res.Frames == 0:
+		return res, &InvalidError{Reason: "no frame could be decoded"}
+	}
+	return res, nil
+}
+
+// pipeline is one EncodeSegments run.
+type pipeline struct {
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	opt       TranscodeOptions
+	enc       EncodeOptions
+	vs        VideoStream
+	res       *TranscodeResult
+	transform func(RawFrame) error
+
+	header []byte
+
+	// The segment being encoded.
+	cur       *ffmpegProc
+	curW      *bufio.Writer
+	curSeg    Segment
+	curTmp    string
+	finishing chan struct{} // closed when the previous segment is finished
+	finishMu  sync.Mutex
+	finishErr error
+}
+
+// job is one frame on its way through the workers.
+type job struct {
+	frame RawFrame
+	buf   []byte
+	done  chan error
+}
+
+func (p *pipeline) run(r io.Reader, workers, start int) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	h, err := readY4MHeader(br)
+	if err == io.EOF {
+		return nil // nothing left after start: every segment is done
+	}
+	if err != nil {
+		return &ffmpegOutputError{err}
+	}
+	p.header = h.line
+
+	// Bounded: nbuf frames exist at once, whatever the video's length.
+	nbuf := 2*workers + 2
+	pool := make(chan []byte, nbuf)
+	for range nbuf {
+		pool <- make([]byte, h.frameSize())
+	}
+	work := make(chan *job, nbuf)
+	ordered := make(chan *job, nbuf)
+	ctx := p.ctx
+
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for j := range work {
+				j.done <- p.transform(j.frame)
+			}
+		})
+	}
+	readErr := make(chan error, 1)
+	go func() { // reader: decoder → jobs
+		defer close(ordered)
+		defer close(work)
+		for i := start; ; i++ {
+			var buf []byte
+			select {
+			case buf = <-pool:
+			case <-ctx.Done():
+				readErr <- nil
+				return
+			}
+			if err := readY4MFrame(br, buf); err != nil {
+				if err == io.EOF {
+					err = nil
+				} else {
+					err = &ffmpegOutputError{err}
+				}
+				readErr <- err
+				return
+			}
+			j := &job{frame: frameOf(h, i, buf), buf: buf, done: make(chan error, 1)}
+			select {
+			case ordered <- j: // capacity nbuf >= frames in flight: never blocks long
+			case <-ctx.Done():
+				readErr <- nil
+				return
+			}
+			work <- j // workers drain work until it is closed
+		}
+	}()
+
+	// Writer: jobs in order → encoder.
+	var werr error
+	for j := range ordered {
+		if werr == nil {
+			select {
+			case err := <-j.done:
+				if err != nil {
+					werr = fmt.Errorf("transform frame %d: %w", j.frame.Index, err)
+				} else {
+					werr = p.write(j.frame)
+				}
+			case <-ctx.Done():
+				werr = context.Cause(ctx)
+			}
+			if werr != nil {
+				p.cancel(werr) // stops the reader and kills ffmpeg
+			}
+		}
+		pool <- j.buf
+	}
+	wg.Wait()
+	if err := <-readErr; werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		p.cancel(werr)
+		p.abortCurrent()
+		return werr
+	}
+	p.finishCurrent()
+	return nil
+}
+
+var frameLine = []byte("FRAME\n")
+
+// write hands f to the current segment's encoder, starting a new segment on
+// a segment boundary.
+func (p *pipeline) write(f RawFrame) error {
+	if p.cur == nil || f.Index-p.curSeg.FirstFrame >= p.res.SegmentFrames {
+		p.finishCurrent()
+		if err := p.startSegment(f.Index / p.res.SegmentFrames); err != nil {
+			return err
+		}
+	}
+	w := p.curW
+	for _, b := range [][]byte{frameLine, f.Y, f.U, f.V} {
+		if _, err := w.Write(b); err != nil {
+			return fmt.Errorf("encode segment %d: %w: %s", p.curSeg.Index, err, p.cur.stderr.tail())
+		}
+	}
+	p.curSeg.Frames++
+	p.res.Frames++
+	if p.opt.Progress != nil {
+		p.opt.Progress(p.res.Frames)
+	}
+	return nil
+}
+
+func (p *pipeline) startSegment(index int) error {
+	if err := os.MkdirAll(p.opt.WorkDir, 0o755); err != nil {
+		return err
+	}
+	path := SegmentPath(p.opt.WorkDir, index)
+	tmp := path + ".part"
+	args := []string{"-f", "yuv4mpegpipe", "-i", "pipe:0", "-map", "0:v",
+		"-c:v", "libx264", "-preset", p.enc.Preset, "-crf", strconv.Itoa(p.enc.CRF), "-pix_fmt", "yuv420p"}
+	if p.vs.SAR != "" {
+		args = append(args, "-vf", "setsar="+strings.Replace(p.vs.SAR, ":", "/", 1))
+	}
+	args = append(args, "-an", "-map_metadata", "-1", "-f", "mp4", "file:"+tmp)
+	enc, err := startFFmpeg(p.ctx, args, true, false)
+	if err != nil {
+		return err
+	}
+	p.cur, p.curTmp = enc, tmp
+	p.curW = bufio.NewWriterSize(enc.stdin, 1<<20)
+	p.curSeg = Segment{Index: index, FirstFrame: index * p.res.SegmentFrames, Path: path}
+	if _, err := p.curW.Write(p.header); err != nil {
+		return fmt.Errorf("encode segment %d: %w: %s", index, err, enc.stderr.tail())
+	}
+	return nil
+}
+
+// finishCurrent closes the current encoder's input and, in the background
+// once the previous segment is done, waits for it, renames its file into
+// place and reports it. The next segment encodes meanwhile.
+func (p *pipeline) finishCurrent() {
+	if p.cur == nil {
+		return
+	}
+	enc, w, seg, tmp := p.cur, p.curW, p.curSeg, p.curTmp
+	p.cur, p.curW = nil, nil
+	prev := p.finishing
+	done := make(chan struct{})
+	p.finishing = done
+	go func() {
+		defer close(done)
+		err := w.Flush()
+		if cerr := enc.stdin.Close(); err == nil {
+			err = cerr
+		}
+		if werr := enc.wait(); werr != nil {
+			err = werr
+		} else if err != nil {
+			err = fmt.Errorf("%w: %s", err, enc.stderr.tail())
+		}
+		if prev != nil {
+			<-prev
+		}
+		if err == nil && p.failed() { // a later step failed: the pass is over
+			os.Remove(tmp)
+			return
+		}
+		if err == nil {
+			err = os.Rename(tmp, seg.Path)
+		}
+		if err == nil {
+			p.finishMu.Lock()
+			p.res.Segments = append(p.res.Segments, seg)
+			p.finishMu.Unlock()
+			if p.opt.OnSegment != nil {
+				err = p.opt.OnSegment(seg)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("segment %d: %w", seg.Index, err)
+			p.setFinishErr(err)
+			p.cancel(err)
+			os.Remove(tmp)
+		}
+	}()
+}
+
+func (p *pipeline) failed() bool {
+	p.finishMu.Lock()
+	defer p.finishMu.Unlock()
+	return p.finishErr != nil
+}
+
+func (p *pipeline) setFinishErr(err error) {
+	p.finishMu.Lock()
+	defer p.finishMu.Unlock()
+	if p.finishErr == nil {
+		p.finishErr = err
+	}
+}
+
+// abortCurrent kills the current encoder (the context is cancelled already)
+// and removes its partial file.
+func (p *pipeline) abortCurrent() {
+	if p.cur == nil {
+		return
+	}
+	p.cur.stdin.Close()
+	_ = p.cur.cmd.Wait()
+	os.Remove(p.curTmp)
+	p.cur = nil
+}
+
+// finishAll waits for the segment being finished in the background.
+func (p *pipeline) finishAll() {
+	if p.finishing != nil {
+		<-p.finishing
+	}
+}
+
+// mp4AudioCodecs can be copied into MP4 as they are; anything else is
+// re-encoded to AAC.
+var mp4AudioCodecs = map[string]bool{"aac": true, "mp3": true, "ac3": true, "eac3": true, "alac": true, "opus": true, "flac": true}
+
+// MuxSegments joins segment files (in order) into dst, an MP4 with
+// +faststart, without re-encoding the video, and adds the first audio stream
+// of src: copied when MP4 can hold it, else encoded to AAC. Metadata of src
+// is not carried over.
+func MuxSegments(ctx context.Context, src string, vs VideoStream, segments []string, dst string) error {
+	if len(segments) == 0 {
+		return errors.New("mux: no segments")
+	}
+	list, err := os.CreateTemp(filepath.Dir(segments[0]), "concat-*.txt")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(list.Name())
+	var b strings.Builder
+	b.WriteString("ffconcat version 1.0\n")
+	for _, s := range segments {
+		abs, err := filepath.Abs(s)
+		if err != nil {
+			list.Close()
+			return err
+		}
+		b.WriteString("file '" + strings.ReplaceAll(abs, "'", `'\''`) + "'\n")
+	}
+	if _, err := list.WriteString(b.String()); err != nil {
+		list.Close()
+		return err
+	}
+	if err := list.Close(); err != nil {
+		return err
+	}
+	args := []string{"-protocol_whitelist", "file", "-f", "concat", "-safe", "0", "-i", "file:" + list.Name()}
+	if vs.HasAudio {
+		args = append(args, "-protocol_whitelist", "file", "-i", "file:"+src, "-map", "0:v:0", "-map", "1:a:0")
+		if mp4AudioCodecs[vs.AudioCodec] {
+			args = append(args, "-c:a", "copy")
+		} else {
+			args = append(args, "-c:a", "aac", "-b:a", "160k")
+		}
+	} else {
+		args = append(args, "-map", "0:v:0")
+	}
+	args = append(args, "-c:v", "copy", "-map_metadata", "-1", "-map_chapters", "-1",
+		"-movflags", "+faststart", "-f", "mp4", "file:"+dst)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	proc, err := startFFmpeg(ctx, args, false, false)
+	if err != nil {
+		return err
+	}
+	if err := proc.wait(); err != nil {
+		os.Remove(dst)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("mux %s: %w", dst, err)
+	}
+	return nil
+}
+
+// Transcode runs the whole pass in one go: EncodeSegments into a temporary
+// directory next to dst, then MuxSegments into dst. For callers that need no
+// resume (the CLI).
+func Transcode(ctx context.Context, src, dst string, opt TranscodeOptions, transform func(RawFrame) error) (TranscodeResult, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(dst), ".transcode-*")
+	if err != nil {
+		return TranscodeResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	opt.WorkDir, opt.StartSegment = dir, 0
+	res, err := EncodeSegments(ctx, src, opt, transform)
+	if err != nil {
+		return res, err
+	}
+	paths := make([]string, len(res.Segments))
+	for i, s := range res.Segments {
+		paths[i] = s.Path
+	}
+	return res, MuxSegments(ctx, src, res.Stream, paths, dst)
+}

@@ -1,0 +1,440 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lessonflow/lessonflow/internal/testenv"
+)
+
+// stampBits is how many bits of the frame index stampIndex draws.
+const stampBits = 10
+
+// stampIndex draws i as a row of black/white 32x32 blocks into the luma
+// plane: it survives H.264, so the order of encoded frames can be read back.
+func stampIndex(f RawFrame, i int) {
+	for b := range stampBits {
+		v := byte(16)
+		if i>>b&1 == 1 {
+			v = 235
+		}
+		for y := range 32 {
+			row := f.Y[y*f.Width+b*32:]
+			for x := range 32 {
+				row[x] = v
+			}
+		}
+	}
+}
+
+func readIndex(f RawFrame) int {
+	i := 0
+	for b := range stampBits {
+		sum := 0
+		for y := 8; y < 24; y++ {
+			for x := 8; x < 24; x++ {
+				sum += int(f.Y[y*f.Width+b*32+x])
+			}
+		}
+		if sum/256 > 128 {
+			i |= 1 << b
+		}
+	}
+	return i
+}
+
+// stamping is a transform that stamps each frame's index, finishing frames
+// out of order on purpose (random short sleeps).
+func stamping(f RawFrame) error {
+	time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+	stampIndex(f, f.Index)
+	return nil
+}
+
+// checkOrder decodes path and checks it holds frames stamped 0..want-1 in order.
+func checkOrder(t *testing.T, path string, want int) {
+	t.Helper()
+	n := 0
+	_, err := Decode(context.Background(), path, DecodeOptions{}, func(f RawFrame) error {
+		if got := readIndex(f); got != n%(1<<stampBits) {
+			return fmt.Errorf("frame %d carries index %d", n, got)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != want {
+		t.Fatalf("%s: %d frames, want %d", path, n, want)
+	}
+}
+
+func countFrames(t *testing.T, path string) (video, audio int) {
+	t.Helper()
+	out, err := runCmd("ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=codec_type,nb_read_packets", "-of", "csv=p=0", path)
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		typ, n, _ := strings.Cut(line, ",")
+		c, _ := strconv.Atoi(strings.TrimSpace(n))
+		switch typ {
+		case "video":
+			video = c
+		case "audio":
+			audio = c
+		}
+	}
+	return video, audio
+}
+
+func runCmd(name string, args ...string) (string, error) {
+	b, err := exec.Command(name, args...).CombinedOutput()
+	return string(b), err
+}
+
+// lavfiClip: 4 s of testsrc2 at 25 fps with a sine tone: 100 frames.
+func lavfiClip(t *testing.T) string {
+	return testenv.Clip(t, "raw-testsrc2-320x240-25-4s-audio.mp4",
+		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+		"-f", "lavfi", "-i", "sine=frequency=440:duration=4",
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
+}
+
+func TestTranscodeKeepsFramesOrderAndAudio(t *testing.T) {
+	src := lavfiClip(t)
+	dst := filepath.Join(t.TempDir(), "out.mp4")
+	var progress atomic.Int64
+	var segs []Segment
+	res, err := Transcode(context.Background(), src, dst, TranscodeOptions{
+		Encode: EncodeOptions{CRF: 18, Preset: "ultrafast"}, SegmentSeconds: 1, Workers: 4,
+		OnSegment: func(s Segment) error { segs = append(segs, s); return nil },
+		Progress:  func(n int) { progress.Store(int64(n)) },
+	}, stamping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Frames != 100 || progress.Load() != 100 || res.SegmentFrames != 25 {
+		t.Fatalf("frames %d, progress %d, segment frames %d; want 100, 100, 25", res.Frames, progress.Load(), res.SegmentFrames)
+	}
+	if len(segs) != 4 {
+		t.Fatalf("%d segments reported, want 4: %+v", len(segs), segs)
+	}
+	for i, s := range segs {
+		if s.Index != i || s.FirstFrame != 25*i || s.Frames != 25 {
+			t.Errorf("segment %d: %+v", i, s)
+		}
+	}
+	v, a := countFrames(t, dst)
+	if v != 100 || a == 0 {
+		t.Fatalf("output has %d video frames and %d audio packets, want 100 and some", v, a)
+	}
+	checkOrder(t, dst, 100)
+	vs, err := ProbeStream(context.Background(), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vs.HasAudio || vs.AudioCodec != "aac" || vs.Rate != "25/1" || vs.Width != 320 || vs.Height != 240 {
+		t.Fatalf("output stream %+v", vs)
+	}
+	if d := vs.DurationSec; d < 3.95 || d > 4.1 {
+		t.Fatalf("output lasts %.3f s, want 4", d)
+	}
+	out, err := runCmd("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,profile", "-of", "csv=p=0", dst)
+	if err != nil || !strings.HasPrefix(out, "h264") {
+		t.Fatalf("video codec %q %v", out, err)
+	}
+}
+
+func TestTranscodeRealClip(t *testing.T) {
+	src := testenv.SharedVideo(t, "car-detection.mp4")
+	dst := filepath.Join(t.TempDir(), "out.mp4")
+	res, err := Transcode(context.Background(), src, dst, TranscodeOptions{
+		Encode: EncodeOptions{CRF: 23, Preset: "ultrafast"}, SegmentSeconds: 10,
+	}, func(f RawFrame) error {
+		for i := range f.Y { // a visible change, so the encode is not a copy
+			f.Y[i] ^= 1
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ffprobe counts 377 frames at 12.5 fps in the source.
+	sv, sa := countFrames(t, src)
+	v, a := countFrames(t, dst)
+	if res.Frames != sv || v != sv {
+		t.Fatalf("frames: pass %d, output %d, source %d", res.Frames, v, sv)
+	}
+	if a < sa-2 || a > sa {
+		t.Fatalf("audio packets: output %d, source %d", a, sa)
+	}
+	if len(res.Segments) != 4 || res.SegmentFrames != 125 {
+		t.Fatalf("segments %d of %d frames, want 4 of 125", len(res.Segments), res.SegmentFrames)
+	}
+}
+
+func TestEncodeSegmentsResume(t *testing.T) {
+	src := lavfiClip(t)
+	dir := t.TempDir()
+	opt := TranscodeOptions{Encode: EncodeOptions{CRF: 18, Preset: "ultrafast"}, SegmentSeconds: 1, WorkDir: dir, Workers: 2}
+	crash := errors.New("worker died")
+	var done []Segment
+	opt.OnSegment = func(s Segment) error {
+		done = append(done, s)
+		if s.Index == 1 {
+			return crash
+		}
+		return nil
+	}
+	if _, err := EncodeSegments(context.Background(), src, opt, stamping); !errors.Is(err, crash) {
+		t.Fatalf("first attempt: %v, want the OnSegment error", err)
+	}
+	if len(done) != 2 {
+		t.Fatalf("first attempt finished %d segments, want 2", len(done))
+	}
+	// The retry starts at segment 2 and must not touch frames before it.
+	var seen atomic.Int64
+	opt.StartSegment = 2
+	opt.OnSegment = nil
+	res, err := EncodeSegments(context.Background(), src, opt, func(f RawFrame) error {
+		if f.Index < 50 {
+			return fmt.Errorf("frame %d of a finished segment decoded again", f.Index)
+		}
+		seen.Add(1)
+		return stamping(f)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.Load() != 50 || res.Frames != 100 || len(res.Segments) != 2 || res.Segments[0].Index != 2 {
+		t.Fatalf("retry: transformed %d, total %d, segments %+v", seen.Load(), res.Frames, res.Segments)
+	}
+	// Every segment is there; nothing left half-written.
+	var paths []string
+	for i := range 4 {
+		paths = append(paths, SegmentPath(dir, i))
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.part"))
+	if len(left) != 0 {
+		t.Fatalf("partial files left: %v", left)
+	}
+	dst := filepath.Join(t.TempDir(), "out.mp4")
+	if err := MuxSegments(context.Background(), src, res.Stream, paths, dst); err != nil {
+		t.Fatal(err)
+	}
+	checkOrder(t, dst, 100)
+
+	// A retry after the last segment finished has nothing left to encode.
+	opt.StartSegment = 4
+	res, err = EncodeSegments(context.Background(), src, opt, stamping)
+	if err != nil || len(res.Segments) != 0 || res.Frames != 100 {
+		t.Fatalf("retry after the end: %+v, %v", res, err)
+	}
+}
+
+// ffmpegChildren lists the ffmpeg processes whose parent is this process.
+func ffmpegChildren(t *testing.T) []string {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []string
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 {
+			continue
+		}
+		fields := strings.Fields(s[close+1:])
+		if len(fields) > 1 && s[open+1:close] == "ffmpeg" && fields[1] == strconv.Itoa(os.Getpid()) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestEncodeSegmentsCancelKillsFFmpeg(t *testing.T) {
+	src := testenv.SharedVideo(t, "Big_Buck_Bunny_1080_10s_2MB.mp4")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	running := make(chan int, 1)
+	go func() {
+		<-running
+		running <- len(ffmpegChildren(t))
+		cancel()
+	}()
+	start := time.Now()
+	_, err := EncodeSegments(ctx, src, TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"}, WorkDir: t.TempDir()},
+		func(f RawFrame) error {
+			if f.Index == 30 {
+				running <- 0
+			}
+			return nil
+		})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if n := <-running; n != 2 {
+		t.Fatalf("%d ffmpeg children while running, want 2 (decoder and encoder)", n)
+	}
+	if time.Since(start) > 30*time.Second {
+		t.Fatalf("cancellation took %v", time.Since(start))
+	}
+	if left := ffmpegChildren(t); len(left) != 0 {
+		t.Fatalf("ffmpeg still running after cancel: %v", left)
+	}
+}
+
+func TestEncodeSegmentsTransformError(t *testing.T) {
+	src := lavfiClip(t)
+	boom := errors.New("boom")
+	dir := t.TempDir()
+	_, err := EncodeSegments(context.Background(), src, TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"}, WorkDir: dir},
+		func(f RawFrame) error {
+			if f.Index == 40 {
+				return boom
+			}
+			return nil
+		})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if left := ffmpegChildren(t); len(left) != 0 {
+		t.Fatalf("ffmpeg still running: %v", left)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Fatalf("files left after a failed first segment: %v", files)
+	}
+}
+
+func TestCorruptInputIsInvalid(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.mp4")
+	b := make([]byte, 64<<10)
+	for i := range b {
+		b[i] = byte(rand.IntN(256))
+	}
+	if err := os.WriteFile(junk, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(lavfiClip(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.mp4")
+	if err := os.WriteFile(truncated, good[:len(good)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("hello, this is not a video\n"), 0o644)
+	for _, p := range []string{junk, truncated, text} {
+		_, err := Transcode(context.Background(), p, filepath.Join(dir, "out.mp4"), TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"}},
+			func(RawFrame) error { return nil })
+		if err == nil {
+			t.Errorf("%s: transcode succeeded", filepath.Base(p))
+		} else if !IsInvalid(err) {
+			t.Errorf("%s: %v, want an InvalidError", filepath.Base(p), err)
+		}
+		if _, err := Decode(context.Background(), p, DecodeOptions{}, func(RawFrame) error { return nil }); !IsInvalid(err) {
+			t.Errorf("%s: decode: %v, want an InvalidError", filepath.Base(p), err)
+		}
+	}
+}
+
+func TestDecodeBounded(t *testing.T) {
+	src := testenv.SharedVideo(t, "Big_Buck_Bunny_1080_10s_2MB.mp4")
+	n := 0
+	vs, err := Decode(context.Background(), src, DecodeOptions{MaxWidth: 640, MaxHeight: 640, MaxSeconds: 2}, func(f RawFrame) error {
+		if f.Width != 640 || f.Height != 360 || len(f.Y) != 640*360 || len(f.U) != 320*180 || f.Index != n {
+			return fmt.Errorf("frame %d: %dx%d, index %d", n, f.Width, f.Height, f.Index)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 120 || vs.Rate != "60/1" {
+		t.Fatalf("%d frames at %s, want 120 at 60/1 (2 s)", n, vs.Rate)
+	}
+	n = 0
+	if _, err := Decode(context.Background(), src, DecodeOptions{MaxFPS: 10, MaxSeconds: 3}, func(RawFrame) error { n++; return nil }); err != nil || n != 30 {
+		t.Fatalf("MaxFPS 10 over 3 s: %d frames, %v; want 30", n, err)
+	}
+	n = 0
+	if _, err := Decode(context.Background(), src, DecodeOptions{MaxFrames: 7}, func(RawFrame) error { n++; return nil }); err != nil || n != 7 {
+		t.Fatalf("MaxFrames 7: %d frames, %v", n, err)
+	}
+}
+
+func TestDecodeImage(t *testing.T) {
+	img := image.NewGray(image.Rect(0, 0, 101, 77)) // odd sizes are cropped to even
+	for y := range 77 {
+		for x := range 101 {
+			img.SetGray(x, y, color.Gray{Y: uint8(x * 2)})
+		}
+	}
+	p := filepath.Join(t.TempDir(), "still.png")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png.Encode(f, img)
+	f.Close()
+	var frames []RawFrame
+	vs, err := Decode(context.Background(), p, DecodeOptions{MaxFPS: 5}, func(f RawFrame) error {
+		frames = append(frames, f)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vs.Still || len(frames) != 1 || frames[0].Width != 100 || frames[0].Height != 76 {
+		t.Fatalf("%d frames, first %dx%d; want 1 of 100x76", len(frames), frames[0].Width, frames[0].Height)
+	}
+}
+
+func TestChooseRate(t *testing.T) {
+	for _, tc := range []struct{ r, avg, want string }{
+		{"30000/1001", "30000/1001", "30000/1001"},
+		{"60/1", "2997/50", "60/1"},         // within 1%
+		{"90000/1", "24/1", "24/1"},         // timebase, not a rate
+		{"30/1", "1500/71", "1500/71"},      // VFR: the average
+		{"0/0", "0/0", "25/1"},              // nothing usable
+		{"25/1", "0/0", "25/1"},             // images
+		{"1e3", "-1/2", "25/1"},             // garbage
+		{"24/1;x", "24/1,drawtext", "25/1"}, // never into a filter graph
+	} {
+		if got, _ := chooseRate(tc.r, tc.avg); got != tc.want {
+			t.Errorf("chooseRate(%q, %q) = %q, want %q", tc.r, tc.avg, got, tc.want)
+		}
+	}
+}
+
+func TestEncodeOptionsValidate(t *testing.T) {
+	if err := (EncodeOptions{}).WithDefaults().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []EncodeOptions{{CRF: -1, Preset: "fast"}, {CRF: 52, Preset: "fast"}, {CRF: 23, Preset: "fast; rm"}} {
+		if o.Validate() == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package watermark
+
+import "testing"
+
+func BenchmarkEmbed1080p(b *testing.B) {
+	kr := testKeyring(b, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	f := naturalFrame(1920, 1080, 1)
+	b.SetBytes(int64(len(f.Y)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := e.Mark(f, Payload(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDetect1080p is the per-frame detection cost: accumulating one
+// frame plus 1/32 of a decode (one decode per 32-frame window).
+func BenchmarkDetect1080p(b *testing.B) {
+	kr := testKeyring(b, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	f := naturalFrame(1920, 1080, 1)
+	e.Mark(f, 42)
+	d := NewDetector(kr)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := d.Add(f); err != nil {
+			b.Fatal(err)
+		}
+		if i%32 == 31 {
+			if r := d.Result(); !r.Found {
+				b.Fatal("not found")
+			}
+			d.Reset()
+		}
+	}
+}
+
+func BenchmarkDetectResult(b *testing.B) {
+	kr := testKeyring(b, testKeySpec)
+	d := NewDetector(kr)
+	d.Add(naturalFrame(1920, 1080, 1))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d.Result()
+	}
+}

@@ -1,0 +1,489 @@
+package watermark
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"math/cmplx"
+	"sort"
+)
+
+// Detection grid: frames are resampled to gridW samples across (two per
+// cell at zoom 1), whitened, and summed over frames. The geometric search
+// then runs once on the sum.
+const (
+	gridW      = 2 * cellsAcross
+	fineBins   = 2 * tileCells // fold resolution: half cells
+	hpRadius   = 2             // high-pass: minus the 5x5 local mean
+	varRadius  = 4             // local deviation over 9x9 samples
+	varFloor   = 0.25          // luma^2: keeps flat areas from amplifying rounding noise
+	clipSigma  = 3             // robust clip of normalized samples
+	zoomMin    = 0.97
+	zoomMax    = 1.31
+	zoomStep   = 1.006 // keeps fold misalignment under half a cell at the frame edge
+	candidates = 4     // decode attempts per key and detection (false-alarm bound)
+	// minCoarseSync: candidates whose coarse sync peak is below this many
+	// standard deviations are not decoded. Unmarked content peaks around 4.3 (99th percentile 5.2);
+	// marks too weak to pass have far too little data evidence to decode.
+	minCoarseSync = 5.5
+	refineSteps   = 2 // fine zoom refinement: +-refineSteps steps of zoomStep^(1/4)
+)
+
+var zooms = func() []float64 {
+	var z []float64
+	for k := int(math.Floor(math.Log(zoomMin) / math.Log(zoomStep))); ; k++ {
+		v := math.Pow(zoomStep, float64(k))
+		if v > zoomMax {
+			break
+		}
+		z = append(z, v)
+	}
+	return z
+}()
+
+// Result is the outcome of a detection.
+type Result struct {
+	Found   bool
+	Payload Payload
+	KeyID   string
+	// Confidence is the agreement between the soft evidence and the decoded
+	// codeword, in [0,1]: near 1 for a clean mark, lower for a damaged one.
+	// It describes the evidence; the false-alarm bound comes from the tag.
+	Confidence float64
+	Frames     int
+	// Transform is the geometry the mark was found under (zoom relative to
+	// the frame width, tile shift in cells, horizontal flip).
+	Transform string
+	// SyncScore is the best sync correlation peak in standard deviations
+	// (about 5 on unmarked content).
+	SyncScore float64
+}
+
+type keyState struct {
+	l            *layout
+	coarse, fine []complex128 // conjugate spectra of the sync templates
+}
+
+// Detector accumulates soft evidence over frames of one video and decodes
+// it on demand. Not safe for concurrent use.
+type Detector struct {
+	keys        []*keyState
+	acc         []float32
+	gw, gh      int
+	frames      int
+	rs          *resampler
+	base, blur  []float32
+	tmp, sq     []float32
+	fftC, fftF  *fft2
+	coarseBins  []complex128
+	fineBinsBuf []complex128
+	foldF       []float64
+}
+
+// NewDetector prepares detection for every key of kr.
+func NewDetector(kr Keyring) *Detector {
+	d := &Detector{fftC: newFFT2(tileCells), fftF: newFFT2(fineBins)}
+	all := kr.All
+	if len(all) == 0 && kr.Current.Validate() == nil {
+		all = []Key{kr.Current}
+	}
+	for _, k := range all {
+		if k.Validate() != nil || len(d.keys) == MaxKeys {
+			continue // the false-alarm bound counts on at most MaxKeys keys
+		}
+		l := newLayout(k)
+		ks := &keyState{l: l, coarse: make([]complex128, tileArea), fine: make([]complex128, fineBins*fineBins)}
+		for i, s := range l.sync {
+			ks.coarse[i] = complex(float64(s), 0)
+		}
+		for y := 0; y < fineBins; y++ {
+			for x := 0; x < fineBins; x++ {
+				ks.fine[y*fineBins+x] = complex(float64(l.sync[(y/2)*tileCells+x/2]), 0)
+			}
+		}
+		d.fftC.transform(ks.coarse, false)
+		d.fftF.transform(ks.fine, false)
+		for i := range ks.coarse {
+			ks.coarse[i] = cmplx.Conj(ks.coarse[i])
+		}
+		for i := range ks.fine {
+			ks.fine[i] = cmplx.Conj(ks.fine[i])
+		}
+		d.keys = append(d.keys, ks)
+	}
+	return d
+}
+
+// Reset forgets all accumulated frames.
+func (d *Detector) Reset() {
+	d.frames = 0
+	clear(d.acc)
+}
+
+// Add accumulates one frame. Frames of one detection must share an aspect
+// ratio (their size may differ).
+func (d *Detector) Add(f Frame) error {
+	if err := f.validate(MinDetectSide, MinDetectSide); err != nil {
+		return fmt.Errorf("watermark detect: %w", err)
+	}
+	gh := int(math.Round(float64(gridW) * float64(f.Height) / float64(f.Width)))
+	if d.frames > 0 && gh != d.gh {
+		return fmt.Errorf("watermark detect: frame %dx%d has another aspect ratio than earlier frames", f.Width, f.Height)
+	}
+	if d.acc == nil || gh != d.gh {
+		d.gw, d.gh = gridW, gh
+		n := d.gw * d.gh
+		d.acc = make([]float32, n)
+		d.base, d.blur, d.tmp, d.sq = make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	}
+	if d.rs == nil || d.rs.srcW != f.Width || d.rs.srcH != f.Height || d.rs.dstH != d.gh {
+		d.rs = newResampler(f.Width, f.Height, d.gw, d.gh)
+	}
+	d.rs.run(f, d.base)
+	d.whitenInto(d.acc)
+	d.frames++
+	return nil
+}
+
+// whitenInto high-passes d.base, normalizes by the local deviation, clips
+// (robust to edges), and adds the result weighted by 1/deviation to dst: a
+// sample's log-likelihood weight is amplitude/variance, so flat areas
+// (slides, dark screens), where the host hides little, count the most.
+// A brightness or contrast change scales a whole frame alike and changes
+// no decision.
+func (d *Detector) whitenInto(dst []float32) {
+	w, h := d.gw, d.gh
+	boxBlur(d.base, d.blur, d.tmp, w, h, hpRadius)
+	for i, v := range d.base {
+		d.base[i] = v - d.blur[i] // high-passed
+	}
+	for i, v := range d.base {
+		d.tmp[i] = v * v
+	}
+	sq := d.blur
+	boxBlur(d.tmp, sq, d.sq, w, h, varRadius)
+	for i, v := range d.base {
+		sd := float32(math.Sqrt(float64(sq[i] + varFloor)))
+		r := v / sd
+		if r > clipSigma {
+			r = clipSigma
+		} else if r < -clipSigma {
+			r = -clipSigma
+		}
+		dst[i] += r / sd
+	}
+}
+
+type candidate struct {
+	key   int
+	zoom  float64
+	flip  bool
+	score float64
+}
+
+// Result decodes the evidence accumulated so far.
+func (d *Detector) Result() Result {
+	res := Result{Frames: d.frames}
+	if d.frames == 0 || len(d.keys) == 0 {
+		return res
+	}
+	// Coarse search: fold at every zoom into one bin per cell, correlate with
+	// each key's sync template, both orientations.
+	var cands [][]candidate = make([][]candidate, len(d.keys))
+	fold := make([]complex128, tileArea)
+	spec := make([]complex128, tileArea)
+	// The coarse grid: 2x2 sums, one sample per cell at zoom 1.
+	cw, ch := d.gw/2, d.gh/2
+	coarse := make([]float64, cw*ch)
+	for j := 0; j < ch; j++ {
+		r0, r1 := d.acc[2*j*d.gw:], d.acc[(2*j+1)*d.gw:]
+		for i := 0; i < cw; i++ {
+			coarse[j*cw+i] = float64(r0[2*i] + r0[2*i+1] + r1[2*i] + r1[2*i+1])
+		}
+	}
+	colBin := make([]int, cw)
+	rowBin := make([]int, ch)
+	foldR := make([]float64, tileArea)
+	for _, z := range zooms {
+		for i := range colBin {
+			colBin[i] = foldBin(i, cw, z, 1, tileCells)
+		}
+		for j := range rowBin {
+			rowBin[j] = foldBin(j, ch, z, 1, tileCells) * tileCells
+		}
+		clear(foldR)
+		for j := 0; j < ch; j++ {
+			row := coarse[j*cw : j*cw+cw]
+			fr := foldR[rowBin[j]:]
+			for i, v := range row {
+				fr[colBin[i]] += v
+			}
+		}
+		// The fold as the real part, its mirror image (the flip hypothesis)
+		// as the imaginary part: the templates are real, so one complex
+		// correlation yields both.
+		for y := 0; y < tileCells; y++ {
+			for x := 0; x < tileCells; x++ {
+				fold[y*tileCells+x] = complex(foldR[y*tileCells+x], foldR[y*tileCells+tileCells-1-x])
+			}
+		}
+		copy(spec, fold)
+		d.fftC.transform(spec, false)
+		for k, ks := range d.keys {
+			straight, flipped := d.correlate2(d.fftC, spec, ks.coarse, tileCells)
+			cands[k] = append(cands[k], candidate{key: k, zoom: z, score: straight},
+				candidate{key: k, zoom: z, flip: true, score: flipped})
+		}
+	}
+	best := Result{Frames: d.frames}
+	for k, cs := range cands {
+		sort.Slice(cs, func(a, b int) bool { return cs[a].score > cs[b].score })
+		if len(cs) > 0 && cs[0].score > best.SyncScore {
+			best.SyncScore = cs[0].score
+		}
+		for i := 0; i < min(candidates, len(cs)); i++ {
+			if cs[i].score < minCoarseSync {
+				break // no decodable mark has a sync this weak; saves time, not a safety check
+			}
+			r := d.decode(k, cs[i])
+			if r.Found {
+				return r
+			}
+			if r.SyncScore > best.SyncScore {
+				best.SyncScore = r.SyncScore
+			}
+		}
+	}
+	return best
+}
+
+// foldBin maps sample i of n (samples per cell spc at zoom 1) to its tile
+// bin (bins per tile nb, bins per cell nb/tileCells) at zoom z, measured from
+// the frame centre so misalignment grows symmetrically to both edges.
+func foldBin(i, n int, z float64, spc, nb int) int {
+	binsPerCell := float64(nb) / tileCells
+	u := (float64(i) + 0.5 - float64(n)/2) / (float64(spc) * z) * binsPerCell
+	b := int(math.Floor(u)) % nb
+	if b < 0 {
+		b += nb
+	}
+	return b
+}
+
+// correlate multiplies a folded spectrum by a conjugate template spectrum,
+// inverts, and returns the peak's z-score and position.
+func (d *Detector) correlate(f *fft2, spec, conjTmpl []complex128, n int) (score float64, px, py int) {
+	prod := make([]complex128, n*n)
+	for i := range prod {
+		prod[i] = spec[i] * conjTmpl[i]
+	}
+	f.transform(prod, true)
+	var sum, sum2 float64
+	best := math.Inf(-1)
+	for i, c := range prod {
+		v := real(c)
+		sum += v
+		sum2 += v * v
+		if v > best {
+			best, px, py = v, i%n, i/n
+		}
+	}
+	m := sum / float64(len(prod))
+	sd := math.Sqrt(math.Max(sum2/float64(len(prod))-m*m, 1e-30))
+	return (best - m) / sd, px, py
+}
+
+// correlate2 is correlate for a packed pair: the peak z-scores of the real
+// and of the imaginary part.
+func (d *Detector) correlate2(f *fft2, spec, conjTmpl []complex128, n int) (re, im float64) {
+	prod := make([]complex128, n*n)
+	for i := range prod {
+		prod[i] = spec[i] * conjTmpl[i]
+	}
+	f.transform(prod, true)
+	var s1, s2, t1, t2 float64
+	b1, b2 := math.Inf(-1), math.Inf(-1)
+	for _, c := range prod {
+		a, b := real(c), imag(c)
+		s1 += a
+		s2 += a * a
+		t1 += b
+		t2 += b * b
+		b1 = max(b1, a)
+		b2 = max(b2, b)
+	}
+	N := float64(len(prod))
+	z := func(sum, sum2, best float64) float64 {
+		m := sum / N
+		return (best - m) / math.Sqrt(math.Max(sum2/N-m*m, 1e-30))
+	}
+	return z(s1, s2, b1), z(t1, t2, b2)
+}
+
+// decode refines a coarse candidate at half-cell resolution and decodes the
+// payload, accepting it only when the keyed tag matches.
+func (d *Detector) decode(k int, c candidate) Result {
+	ks := d.keys[k]
+	n := fineBins
+	spec := make([]complex128, n*n)
+	bestScore := math.Inf(-1)
+	var bestFold []float64
+	var bestZ float64
+	var bx, by int
+	for s := -refineSteps; s <= refineSteps; s++ {
+		z := c.zoom * math.Pow(zoomStep, float64(s)/4)
+		fold := d.fineFold(z)
+		if c.flip {
+			mirrorF(fold, n)
+		}
+		for i, v := range fold {
+			spec[i] = complex(v, 0)
+		}
+		d.fftF.transform(spec, false)
+		score, px, py := d.correlate(d.fftF, spec, ks.fine, n)
+		if score > bestScore {
+			bestScore, bestFold, bestZ, bx, by = score, fold, z, px, py
+		}
+	}
+	soft := make([]float64, codedBits)
+	l := ks.l
+	for cy := 0; cy < tileCells; cy++ {
+		for cx := 0; cx < tileCells; cx++ {
+			ci := cy*tileCells + cx
+			if l.bit[ci] < 0 {
+				continue
+			}
+			var v float64
+			for dy := 0; dy < 2; dy++ {
+				yb := (2*cy + by + dy) % n
+				for dx := 0; dx < 2; dx++ {
+					v += bestFold[yb*n+(2*cx+bx+dx)%n]
+				}
+			}
+			soft[l.bit[ci]] += float64(l.sign[ci]) * v
+		}
+	}
+	res := Result{Frames: d.frames, SyncScore: bestScore}
+	bits := viterbi(soft, infoBits)
+	p, t := decodeInfo(bits)
+	if t != tag(l.secret, p) {
+		return res
+	}
+	coded := convEncode(bits)
+	var agree, total float64
+	for i, s := range soft {
+		agree += float64(2*int(coded[i])-1) * s
+		total += math.Abs(s)
+	}
+	res.Found, res.Payload, res.KeyID = true, p, l.keyID
+	if total > 0 {
+		res.Confidence = math.Max(0, agree/total)
+	}
+	flip := ""
+	if c.flip {
+		flip = " flip"
+	}
+	res.Transform = fmt.Sprintf("zoom %.3f shift %.1f,%.1f cells%s", bestZ, float64(bx)/2, float64(by)/2, flip)
+	return res
+}
+
+// fineFold folds the accumulated grid at zoom z into half-cell bins with
+// bilinear splatting.
+func (d *Detector) fineFold(z float64) []float64 {
+	n := fineBins
+	fold := make([]float64, n*n)
+	type pos struct {
+		b0, b1 int
+		w0, w1 float64
+	}
+	axis := func(cnt int) []pos {
+		p := make([]pos, cnt)
+		for i := range p {
+			u := (float64(i)+0.5-float64(cnt)/2)/z - 0.5
+			fl := math.Floor(u)
+			f := u - fl
+			b := int(fl) % n
+			if b < 0 {
+				b += n
+			}
+			p[i] = pos{b, (b + 1) % n, 1 - f, f}
+		}
+		return p
+	}
+	cols, rows := axis(d.gw), axis(d.gh)
+	for j, r := range rows {
+		src := d.acc[j*d.gw : j*d.gw+d.gw]
+		r0, r1 := fold[r.b0*n:r.b0*n+n], fold[r.b1*n:r.b1*n+n]
+		for i, c := range cols {
+			v := float64(src[i])
+			a, b := v*r.w0, v*r.w1
+			r0[c.b0] += a * c.w0
+			r0[c.b1] += a * c.w1
+			r1[c.b0] += b * c.w0
+			r1[c.b1] += b * c.w1
+		}
+	}
+	return fold
+}
+
+func mirrorF(a []float64, n int) {
+	for y := 0; y < n; y++ {
+		row := a[y*n : y*n+n]
+		for x := 0; x < n/2; x++ {
+			row[x], row[n-1-x] = row[n-1-x], row[x]
+		}
+	}
+}
+
+// DetectImage detects a mark in one image: its luma (BT.601) as one frame.
+func DetectImage(kr Keyring, img image.Image) (Result, error) {
+	if img == nil {
+		return Result{}, errors.New("watermark detect: nil image")
+	}
+	f, err := lumaFrame(img)
+	if err != nil {
+		return Result{}, err
+	}
+	d := NewDetector(kr)
+	if len(d.keys) == 0 {
+		return Result{}, errNoKeys
+	}
+	if err := d.Add(f); err != nil {
+		return Result{}, err
+	}
+	return d.Result(), nil
+}
+
+// lumaFrame takes the Y plane of YCbCr images (JPEG) as is, and converts
+// other images with the BT.601 limited-range luma formula.
+func lumaFrame(img image.Image) (Frame, error) {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	if w < MinDetectSide || h < MinDetectSide || w > MaxFrameSide || h > MaxFrameSide {
+		return Frame{}, fmt.Errorf("watermark detect: image %dx%d outside %d..%d pixels per side", w, h, MinDetectSide, MaxFrameSide)
+	}
+	switch m := img.(type) {
+	case *image.YCbCr:
+		off := m.YOffset(b.Min.X, b.Min.Y)
+		return Frame{Y: m.Y[off:], Width: w, Height: h, Stride: m.YStride}, nil
+	case *image.Gray:
+		off := m.PixOffset(b.Min.X, b.Min.Y)
+		return Frame{Y: m.Pix[off:], Width: w, Height: h, Stride: m.Stride}, nil
+	}
+	y := make([]byte, w*h)
+	for yy := 0; yy < h; yy++ {
+		for xx := 0; xx < w; xx++ {
+			r, g, bl, _ := img.At(b.Min.X+xx, b.Min.Y+yy).RGBA()
+			// BT.601: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, on 16-bit inputs.
+			y[yy*w+xx] = byte(lumaBT601(r, g, bl))
+		}
+	}
+	return Frame{Y: y, Width: w, Height: h, Stride: w}, nil
+}
+
+func lumaBT601(r, g, b uint32) int64 {
+	// 8-bit components from 16-bit ones.
+	r8, g8, b8 := int64(r>>8), int64(g>>8), int64(b>>8)
+	return (66*r8+129*g8+25*b8+128)>>8 + 16
+}

@@ -1,0 +1,165 @@
+package watermark
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/lessonflow/lessonflow/internal/testenv"
+)
+
+// rawClip is decoded yuv420p video: frames of w x h luma (chroma kept for re-encoding).
+type rawClip struct {
+	w, h   int
+	frames [][]byte // whole yuv420p frames
+}
+
+func (c *rawClip) luma(i int) Frame {
+	return Frame{Y: c.frames[i][:c.w*c.h], Width: c.w, Height: c.h, Stride: c.w}
+}
+
+// decodeRaw decodes path (optionally through a filter graph) to raw yuv420p.
+func decodeRaw(t testing.TB, path, vf string, maxFrames int) *rawClip {
+	t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-i", path}
+	if vf != "" {
+		args = append(args, "-vf", vf)
+	}
+	if maxFrames > 0 {
+		args = append(args, "-frames:v", fmt.Sprint(maxFrames))
+	}
+	// Probe the output size with a one-frame run of the same graph.
+	probe := exec.Command("ffmpeg", append(append([]string{}, args...), "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm", "-")...)
+	var hdr bytes.Buffer
+	probe.Stdout = &hdr
+	if err := probe.Run(); err != nil {
+		t.Fatalf("probe %s: %v", path, err)
+	}
+	var w, h int
+	if _, err := fmt.Sscanf(hdr.String(), "P5\n%d %d", &w, &h); err != nil {
+		t.Fatalf("probe header: %v", err)
+	}
+	cmd := exec.Command("ffmpeg", append(args, "-f", "rawvideo", "-pix_fmt", "yuv420p", "-")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	size := w*h + 2*((w+1)/2)*((h+1)/2)
+	c := &rawClip{w: w, h: h}
+	for {
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(out, buf); err != nil {
+			break
+		}
+		c.frames = append(c.frames, buf)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("decode %s: %v\n%s", path, err, stderr.String())
+	}
+	return c
+}
+
+// encode writes raw frames to an H.264 (or other codec) file with ffmpeg args.
+func encode(t testing.TB, c *rawClip, fps string, codecArgs ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out.mp4")
+	args := []string{"-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+		"-s", fmt.Sprintf("%dx%d", c.w, c.h), "-r", fps, "-i", "-"}
+	args = append(append(args, codecArgs...), out)
+	cmd := exec.Command("ffmpeg", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range c.frames {
+		if _, err := in.Write(f); err != nil {
+			t.Fatalf("encode: %v\n%s", err, stderr.String())
+		}
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("encode: %v\n%s", err, stderr.String())
+	}
+	return out
+}
+
+func markClip(t testing.TB, e *Embedder, c *rawClip, p Payload) {
+	t.Helper()
+	for i := range c.frames {
+		if err := e.Mark(c.luma(i), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func detectClip(t testing.TB, kr Keyring, c *rawClip, from, n int) Result {
+	t.Helper()
+	d := NewDetector(kr)
+	for i := from; i < min(from+n, len(c.frames)); i++ {
+		if err := d.Add(c.luma(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d.Result()
+}
+
+func sharedClip(t testing.TB, name string) string {
+	t.Helper()
+	testenv.RequireFFmpeg(t)
+	return testenv.SharedVideo(t, name)
+}
+
+// TestRobustCRF28Downscale marks real and lesson-like clips, encodes them
+// with libx264 at CRF 28, and detects from the re-decoded video downscaled
+// to 640x360, and under the combined attack (crop to 90%, 640x360,
+// brightness and contrast, flip on top; brightening a white slide into
+// clipping erases any additive mark there, so this test darkens). An
+// unmarked clip and a wrong key give not found.
+func TestRobustCRF28Downscale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("encodes video with ffmpeg")
+	}
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	const p = Payload(0xfeedface01234567)
+	clips := map[string]string{
+		"bunny": sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"),
+		"slide": slideClip(t, 1280, 720, 4),
+		"dark":  darkClip(t, 1280, 720, 4),
+	}
+	for name, path := range clips {
+		t.Run(name, func(t *testing.T) {
+			raw := decodeRaw(t, path, "scale=1280:720", 32)
+			plain := encode(t, raw, "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "28")
+			markClip(t, e, raw, p)
+			marked := encode(t, raw, "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "28")
+			for _, attack := range []string{
+				"scale=640:360",
+				"crop=iw*0.9:ih*0.9,scale=640:360,eq=brightness=-0.06:contrast=1.15,hflip",
+			} {
+				r := detectClip(t, kr, decodeRaw(t, marked, attack, 0), 0, 32)
+				if !r.Found || r.Payload != p {
+					t.Errorf("%s: got %+v, want %v", attack, r, p)
+				}
+				t.Logf("%s: confidence %.2f sync %.1f %s", attack, r.Confidence, r.SyncScore, r.Transform)
+			}
+			if r := detectClip(t, kr, decodeRaw(t, plain, "scale=640:360", 0), 0, 32); r.Found {
+				t.Errorf("unmarked clip: found %+v", r)
+			}
+			wrong := testKeyring(t, "k1:ffeeddccbbaa99887766554433221100")
+			if r := detectClip(t, wrong, decodeRaw(t, marked, "scale=640:360", 0), 0, 32); r.Found {
+				t.Errorf("wrong key: found %+v", r)
+			}
+		})
+	}
+}

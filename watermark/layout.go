@@ -1,0 +1,67 @@
+package watermark
+
+// Geometry of the mark. The frame is divided into square cells whose side is
+// frameWidth/cellsAcross pixels, so the grid is defined relative to the frame
+// and any uniform rescale keeps it aligned. Cells form periodic tiles of
+// tileCells x tileCells; a crop then only shifts the tiling cyclically.
+const (
+	cellsAcross = 192 // cells across the frame width: 10 px cells at 1920 wide
+	tileCells   = 32  // tile side in cells
+	tileArea    = tileCells * tileCells
+	syncCells   = tileArea / 4                  // a quarter of the cells carry the keyed sync pattern
+	dataCells   = tileArea - syncCells          // the rest carry coded bits, 2 or 3 cells each per tile
+	_           = uint(dataCells - 2*codedBits) // compile-time check: every coded bit gets 2+ cells
+)
+
+// layout is the keyed assignment of tile cells: a sync chip (+-1) or one
+// coded bit with a keyed sign.
+type layout struct {
+	sync   [tileArea]float32 // +-1 at sync cells, 0 at data cells
+	bit    [tileArea]int16   // coded bit index at data cells, -1 at sync cells
+	sign   [tileArea]float32 // data chip sign at data cells
+	secret []byte
+	keyID  string
+}
+
+func newLayout(k Key) *layout {
+	l := &layout{secret: append([]byte(nil), k.Secret...), keyID: k.ID}
+	// Keyed permutation of the cells (Fisher-Yates): the first syncCells are
+	// sync, the rest carry coded bits in order.
+	perm := make([]int, tileArea)
+	for i := range perm {
+		perm[i] = i
+	}
+	r := newPRNG(k.Secret, "lessonflow-watermark/layout/v1")
+	for i := tileArea - 1; i > 0; i-- {
+		j := r.intn(i + 1)
+		perm[i], perm[j] = perm[j], perm[i]
+	}
+	for i, c := range perm {
+		if i < syncCells {
+			l.sync[c] = r.sign()
+			l.bit[c] = -1
+			continue
+		}
+		l.bit[c] = int16((i - syncCells) % codedBits)
+		l.sign[c] = r.sign()
+	}
+	return l
+}
+
+// chips is the tile's chip values (+-1) for payload p.
+func (l *layout) chips(p Payload) [tileArea]int8 {
+	coded := convEncode(infoWord(l.secret, p))
+	var c [tileArea]int8
+	for i := range c {
+		if l.bit[i] < 0 {
+			c[i] = int8(l.sync[i])
+			continue
+		}
+		v := int8(2*int(coded[l.bit[i]]) - 1)
+		if l.sign[i] < 0 {
+			v = -v
+		}
+		c[i] = v
+	}
+	return c
+}

@@ -1,0 +1,332 @@
+package watermark
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"math/rand"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+const testKeySpec = "k1:00112233445566778899aabbccddeeff"
+
+func testKeyring(t testing.TB, spec string) Keyring {
+	t.Helper()
+	kr, err := ParseKeyring(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func randomKey(r *rand.Rand, id string) Key {
+	s := make([]byte, 16+r.Intn(17))
+	r.Read(s)
+	return Key{ID: id, Secret: s}
+}
+
+// naturalFrame is varied synthetic content: smooth gradients, a few soft
+// shapes, mild grain, and a seed-dependent mix of each.
+func naturalFrame(w, h int, seed int64) Frame {
+	r := rand.New(rand.NewSource(seed))
+	y := make([]byte, w*h)
+	gx, gy, base := r.Float64()*80, r.Float64()*80, 40+r.Float64()*120
+	type blob struct{ x, y, rad, v float64 }
+	blobs := make([]blob, 3+r.Intn(8))
+	for i := range blobs {
+		blobs[i] = blob{r.Float64() * float64(w), r.Float64() * float64(h), (0.03 + 0.2*r.Float64()) * float64(w), r.Float64()*120 - 60}
+	}
+	grain := r.Float64() * 6
+	for j := 0; j < h; j++ {
+		for i := 0; i < w; i++ {
+			v := base + gx*float64(i)/float64(w) + gy*float64(j)/float64(h)
+			for _, b := range blobs {
+				dx, dy := float64(i)-b.x, float64(j)-b.y
+				if dx*dx+dy*dy < b.rad*b.rad {
+					v += b.v
+				}
+			}
+			v += grain * r.NormFloat64()
+			y[j*w+i] = byte(max(0, min(255, v)))
+		}
+	}
+	return Frame{Y: y, Width: w, Height: h, Stride: w}
+}
+
+func TestParseKeyring(t *testing.T) {
+	kr, err := ParseKeyring(" new:00112233445566778899aabbccddeeff , old.1:ffeeddccbbaa99887766554433221100aa ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kr.Current.ID != "new" || len(kr.All) != 2 || kr.All[1].ID != "old.1" || len(kr.All[1].Secret) != 17 {
+		t.Fatalf("parsed %+v", kr)
+	}
+	for _, bad := range []struct{ in, want string }{
+		{"", "empty"},
+		{"k1", "no ':'"},
+		{"k1:zz112233445566778899aabbccddeeff", "not hex"},
+		{"k1:0011", "secret is 2 bytes"},
+		{":00112233445566778899aabbccddeeff", "1-32 characters"},
+		{"k 1:00112233445566778899aabbccddeeff", "only letters"},
+		{"a:00112233445566778899aabbccddeeff,a:00112233445566778899aabbccddeeff", "duplicate"},
+		{strings.Repeat("a:00112233445566778899aabbccddeeff,", 17), "at most 16"},
+	} {
+		_, err := ParseKeyring(bad.in)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("ParseKeyring(%q) = %v, want error containing %q", bad.in, err, bad.want)
+		}
+	}
+}
+
+func TestParsePayload(t *testing.T) {
+	p, err := ParsePayload("0123456789ABCDEF")
+	if err != nil || p != 0x0123456789abcdef || p.String() != "0123456789abcdef" {
+		t.Fatalf("got %v %v", p, err)
+	}
+	for _, bad := range []string{"", "0123", "0123456789abcdeg", "+123456789abcdef", "0x23456789abcdef", "0123456789abcdef0"} {
+		if _, err := ParsePayload(bad); err == nil {
+			t.Errorf("ParsePayload(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMarkDetectSizes(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, err := NewEmbedder(kr.Current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(1))
+	for _, sz := range [][2]int{{1920, 1080}, {1280, 720}, {854, 480}, {640, 360}, {720, 1280}, {1000, 1000}} {
+		p := Payload(r.Uint64())
+		f := naturalFrame(sz[0], sz[1], int64(sz[0]))
+		// A stride wider than the width, as decoders hand out.
+		padded := Frame{Y: make([]byte, (f.Width+32)*f.Height), Width: f.Width, Height: f.Height, Stride: f.Width + 32}
+		for y := 0; y < f.Height; y++ {
+			copy(padded.Y[y*padded.Stride:], f.Y[y*f.Width:(y+1)*f.Width])
+		}
+		if err := e.Mark(padded, p); err != nil {
+			t.Fatal(err)
+		}
+		d := NewDetector(kr)
+		for i := 0; i < 4; i++ {
+			if err := d.Add(padded); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := d.Result()
+		if !res.Found || res.Payload != p || res.KeyID != "k1" || res.Frames != 4 {
+			t.Errorf("%dx%d: got %+v, want payload %v", sz[0], sz[1], res, p)
+		}
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	old := testKeyring(t, "old:ffeeddccbbaa99887766554433221100")
+	both := testKeyring(t, "new:00112233445566778899aabbccddeeff,old:ffeeddccbbaa99887766554433221100")
+	e, _ := NewEmbedder(old.Current)
+	f := naturalFrame(1280, 720, 3)
+	e.Mark(f, 77)
+	d := NewDetector(both)
+	d.Add(f)
+	if r := d.Result(); !r.Found || r.Payload != 77 || r.KeyID != "old" {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestWrongKeyNotFound(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	other := testKeyring(t, "k1:ffeeddccbbaa99887766554433221100")
+	e, _ := NewEmbedder(kr.Current)
+	f := naturalFrame(1920, 1080, 5)
+	e.Mark(f, 0xdeadbeef)
+	d := NewDetector(other)
+	for i := 0; i < 8; i++ {
+		d.Add(f)
+	}
+	if r := d.Result(); r.Found {
+		t.Fatalf("wrong key found %+v", r)
+	}
+	// The same frames with the right key: the test can fail both ways.
+	d = NewDetector(kr)
+	d.Add(f)
+	if r := d.Result(); !r.Found || r.Payload != 0xdeadbeef {
+		t.Fatalf("right key: %+v", r)
+	}
+}
+
+func TestFrameValidation(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	d := NewDetector(kr)
+	for _, f := range []Frame{
+		{},
+		{Y: make([]byte, 100), Width: 10, Height: 10, Stride: 10},
+		{Y: make([]byte, 640*360-1), Width: 640, Height: 360, Stride: 640},
+		{Y: make([]byte, 640*360), Width: 640, Height: 360, Stride: 600},
+		{Y: make([]byte, 640*360), Width: -640, Height: 360, Stride: 640},
+		{Y: make([]byte, 4000*100), Width: 4000, Height: 100, Stride: 4000},
+		{Y: make([]byte, 64), Width: 1 << 20, Height: 1 << 20, Stride: 1 << 20},
+	} {
+		if err := e.Mark(f, 1); err == nil {
+			t.Errorf("Mark accepted %dx%d stride %d len %d", f.Width, f.Height, f.Stride, len(f.Y))
+		}
+		if err := d.Add(f); err == nil {
+			t.Errorf("Add accepted %dx%d stride %d len %d", f.Width, f.Height, f.Stride, len(f.Y))
+		}
+	}
+	if r := d.Result(); r.Found || r.Frames != 0 {
+		t.Fatalf("after rejected frames: %+v", r)
+	}
+	if _, err := NewEmbedder(Key{ID: "x", Secret: []byte("short")}); err == nil {
+		t.Fatal("short secret accepted")
+	}
+	if _, err := DetectImage(Keyring{}, image.NewGray(image.Rect(0, 0, 64, 64))); err == nil {
+		t.Fatal("empty keyring accepted")
+	}
+	// An aspect change within one detection is refused.
+	d.Add(naturalFrame(640, 360, 1))
+	if err := d.Add(naturalFrame(640, 480, 1)); err == nil {
+		t.Fatal("aspect change accepted")
+	}
+}
+
+func TestConcurrentMark(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	src := naturalFrame(1280, 720, 9)
+	want := Frame{Y: append([]byte(nil), src.Y...), Width: 1280, Height: 720, Stride: 1280}
+	e.Mark(want, 5)
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := Frame{Y: append([]byte(nil), src.Y...), Width: 1280, Height: 720, Stride: 1280}
+			e.Mark(f, 5)
+			if !bytes.Equal(f.Y, want.Y) {
+				bad.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatal("concurrent marks differ")
+	}
+}
+
+// TestDetectImage: a marked frame saved as JPEG (quality 75) and PNG, then
+// decoded, is found from one image.
+func TestDetectImage(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	f := naturalFrame(1280, 720, 11)
+	e.Mark(f, 0x42)
+	img := &image.Gray{Pix: f.Y, Stride: f.Stride, Rect: image.Rect(0, 0, f.Width, f.Height)}
+	for name, enc := range map[string]func(*bytes.Buffer) error{
+		"jpeg": func(b *bytes.Buffer) error { return jpeg.Encode(b, img, &jpeg.Options{Quality: 75}) },
+		"png":  func(b *bytes.Buffer) error { return png.Encode(b, img) },
+	} {
+		var buf bytes.Buffer
+		if err := enc(&buf); err != nil {
+			t.Fatal(err)
+		}
+		dec, _, err := image.Decode(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := DetectImage(kr, dec)
+		if err != nil || !r.Found || r.Payload != 0x42 {
+			t.Errorf("%s: %+v %v", name, r, err)
+		}
+	}
+	// An RGBA image goes through the BT.601 conversion.
+	rgba := image.NewRGBA(img.Rect)
+	for i, v := range f.Y {
+		rgba.Pix[4*i], rgba.Pix[4*i+1], rgba.Pix[4*i+2], rgba.Pix[4*i+3] = v, v, v, 255
+	}
+	if r, err := DetectImage(kr, rgba); err != nil || !r.Found || r.Payload != 0x42 {
+		t.Errorf("rgba: %+v %v", r, err)
+	}
+	if _, err := DetectImage(kr, image.NewGray(image.Rect(0, 0, 8, 8))); err == nil {
+		t.Error("8x8 image accepted")
+	}
+}
+
+// TestFalseAlarms runs the full detector on at least 10,000 unmarked
+// windows of varied content (synthetic scenes, noise, flat and near-flat
+// frames, real video frames, frames marked under another key), each with a
+// fresh random key, and requires zero identifications. The design bound is
+// 64 * 2^-40 per detection (package doc), so any hit here is a bug.
+func TestFalseAlarms(t *testing.T) {
+	windows := 10000
+	if testing.Short() {
+		windows = 1000
+	}
+	real := decodeRaw(t, sharedClip(t, "car-detection.mp4"), "scale=384:216,fps=5", 0)
+	bunny := decodeRaw(t, sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), "scale=480:270,fps=5", 0)
+	foreign, _ := NewEmbedder(Key{ID: "f", Secret: []byte("a foreign key, 32 bytes long....")})
+	var next atomic.Int64
+	var found atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(windows) {
+					return
+				}
+				r := rand.New(rand.NewSource(i))
+				kr := Keyring{Current: randomKey(r, "k")}
+				kr.All = []Key{kr.Current}
+				d := NewDetector(kr)
+				frames := 1 + r.Intn(3)
+				for k := 0; k < frames; k++ {
+					var f Frame
+					switch i % 6 {
+					case 0, 1:
+						f = naturalFrame(384, 216, r.Int63())
+					case 2: // noise or flat
+						f = naturalFrame(320, 180, 0)
+						for j := range f.Y {
+							if i%12 == 2 {
+								f.Y[j] = byte(r.Intn(256))
+							} else {
+								f.Y[j] = byte(16 + r.Intn(3))
+							}
+						}
+					case 3:
+						f = real.luma(r.Intn(len(real.frames)))
+					case 4:
+						f = bunny.luma(r.Intn(len(bunny.frames)))
+					case 5: // marked, but with another key
+						f = naturalFrame(384, 216, r.Int63())
+						foreign.Mark(f, Payload(r.Uint64()))
+					}
+					if err := d.Add(f); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if res := d.Result(); res.Found {
+					found.Add(1)
+					t.Errorf("window %d: false identification %+v", i, res)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d unmarked windows, %d false identifications", windows, found.Load())
+}
+
+var _ = hex.EncodeToString
+var _ = fmt.Sprint
