@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"path"
 
 	"go.temporal.io/sdk/activity"
 
@@ -107,18 +106,32 @@ func (a *Activities) SampleDense(ctx context.Context, in DenseInput) (fs FrameSe
 	return fs, nil
 }
 
-// storeFrames runs a sampler, stores each frame as a JPEG blob, then the
-// manifest, and returns the manifest's reference.
+// storeFrames samples the pipeline's frames and returns their manifest's
+// reference.
 func (a *Activities) storeFrames(ctx context.Context, ref VideoRef, dense bool, s media.SamplerSettings,
 	sample func(emit func(media.Frame) error, path string) error) (FrameSet, error) {
-	dir := framesPrefix(ref.VideoID) + pass(dense) + "/"
+	m, key, info, err := a.sampleToBlobs(ctx, ref, framesPrefix(ref.VideoID), dense, s, sample,
+		framesSampled.WithLabelValues(pass(dense)).Inc)
+	if err != nil {
+		return FrameSet{}, err
+	}
+	return FrameSet{Key: key, SHA256: info.SHA256, Count: len(m.Frames), Dense: dense, Sampler: s}, nil
+}
+
+// sampleToBlobs runs a sampler over the video's local copy, stores each
+// frame as a JPEG blob under prefix+pass/ (calling counted, if set, per
+// frame), then the manifest at prefix+pass.json, and returns the manifest
+// with its key and blob info.
+func (a *Activities) sampleToBlobs(ctx context.Context, ref VideoRef, prefix string, dense bool, s media.SamplerSettings,
+	sample func(emit func(media.Frame) error, path string) error, counted func()) (frameManifest, string, blob.Info, error) {
+	dir := prefix + pass(dense) + "/"
 	// A previous attempt may have stored more frames than this one will.
 	if err := a.Blobs.DeletePrefix(ctx, dir); err != nil {
-		return FrameSet{}, err
+		return frameManifest{}, "", blob.Info{}, err
 	}
 	src, cleanup, err := a.localPath(ctx, ref.BlobKey)
 	if err != nil {
-		return FrameSet{}, err
+		return frameManifest{}, "", blob.Info{}, err
 	}
 	defer cleanup()
 	m := frameManifest{VideoID: ref.VideoID, Dense: dense, Sampler: s}
@@ -130,19 +143,21 @@ func (a *Activities) storeFrames(ctx context.Context, ref VideoRef, dense bool, 
 		}
 		m.Frames = append(m.Frames, storedFrame{Index: f.Index, PTSMS: f.PTSMS, Scene: f.Scene,
 			Key: key, SHA256: info.SHA256, Width: f.Width, Height: f.Height})
-		framesSampled.WithLabelValues(pass(dense)).Inc()
+		if counted != nil {
+			counted()
+		}
 		activity.RecordHeartbeat(ctx, len(m.Frames))
 		return nil
 	}
 	if err := sample(emit, src); err != nil {
-		return FrameSet{}, err
+		return frameManifest{}, "", blob.Info{}, err
 	}
-	key := path.Join(framesPrefix(ref.VideoID), pass(dense)+".json")
+	key := prefix + pass(dense) + ".json"
 	info, err := putJSON(ctx, a.Blobs, key, m)
 	if err != nil {
-		return FrameSet{}, err
+		return frameManifest{}, "", blob.Info{}, err
 	}
-	return FrameSet{Key: key, SHA256: info.SHA256, Count: len(m.Frames), Dense: dense, Sampler: s}, nil
+	return m, key, info, nil
 }
 
 // putJSON stores v as a JSON blob.

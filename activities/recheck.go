@@ -18,6 +18,7 @@ import (
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/moderation"
 	"github.com/lessonflow/lessonflow/recheck"
+	"github.com/lessonflow/lessonflow/review"
 )
 
 // ErrRecheckPolicy is the application error type of a re-check whose policy
@@ -461,31 +462,9 @@ func (a *Activities) scoreFrames(ctx context.Context, frames []storedFrame, dens
 // pipeline's frames) and stores their manifest next to them.
 func (a *Activities) sampleShadow(ctx context.Context, ref VideoRef, prefix string, dense bool, s media.SamplerSettings,
 	sample func(emit func(media.Frame) error, src string) error) ([]storedFrame, error) {
-	dir := prefix + pass(dense) + "/"
-	if err := a.Blobs.DeletePrefix(ctx, dir); err != nil {
-		return nil, err
-	}
-	src, cleanup, err := a.localPath(ctx, ref.BlobKey)
+	// Not counted in framesSampled: that counts the pipeline's frames.
+	m, _, _, err := a.sampleToBlobs(ctx, ref, prefix, dense, s, sample, nil)
 	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	m := frameManifest{VideoID: ref.VideoID, Dense: dense, Sampler: s}
-	err = sample(func(f media.Frame) error {
-		key := fmt.Sprintf("%s%06d.jpg", dir, f.Index)
-		info, err := blob.PutBytes(ctx, a.Blobs, key, f.JPEG)
-		if err != nil {
-			return err
-		}
-		m.Frames = append(m.Frames, storedFrame{Index: f.Index, PTSMS: f.PTSMS, Scene: f.Scene,
-			Key: key, SHA256: info.SHA256, Width: f.Width, Height: f.Height})
-		activity.RecordHeartbeat(ctx, len(m.Frames))
-		return nil
-	}, src)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := putJSON(ctx, a.Blobs, prefix+pass(dense)+".json", m); err != nil {
 		return nil, err
 	}
 	return m.Frames, nil
@@ -522,4 +501,30 @@ func (a *Activities) RecheckCounts(ctx context.Context, batchID string) (catalog
 		return c, fmt.Errorf("count recheck %s: %w", batchID, err)
 	}
 	return c, nil
+}
+
+// OpenRecheckReview returns the id of the video's open (undecided) review
+// item of kind recheck, from any batch, or "" if there is none: a video
+// waits in the queue for one re-check review at a time.
+func (a *Activities) OpenRecheckReview(ctx context.Context, videoID string) (string, error) {
+	rs, err := a.reviews()
+	if err != nil {
+		return "", err
+	}
+	q := catalog.ReviewQuery{VideoID: videoID, Limit: 100}
+	for {
+		items, next, err := rs.ListReviewItems(ctx, q)
+		if err != nil {
+			return "", fmt.Errorf("open re-check review of %s: %w", videoID, err)
+		}
+		for _, it := range items {
+			if it.Kind == review.KindRecheck && it.State != review.StateDecided {
+				return it.ID, nil
+			}
+		}
+		if next == "" {
+			return "", nil
+		}
+		q.Cursor = next
+	}
 }

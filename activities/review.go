@@ -18,6 +18,7 @@ import (
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/recheck"
 	"github.com/lessonflow/lessonflow/review"
 	"github.com/lessonflow/lessonflow/webhook"
 )
@@ -35,6 +36,9 @@ type PrepareReviewInput struct {
 	ItemID  string      `json:"item_id"`
 	VideoID string      `json:"video_id"`
 	Kind    review.Kind `json:"kind"`
+	// BatchID names the re-check batch of a recheck item: its evidence is
+	// that batch's verdict, not the video's old model decision.
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // ReviewSetup is the item's evidence and priority inputs, and what the
@@ -100,34 +104,40 @@ func (a *Activities) PrepareReview(ctx context.Context, in PrepareReviewInput) (
 			out.LastBlocker = strings.TrimPrefix(d.Actor, "reviewer:")
 		}
 	}
-	top := 0.0
 	out.Evidence.Segments = []review.Segment{}
-	if model != nil {
+	var segs []moderation.Segment
+	var frames []storedFrame
+	found := false
+	if in.Kind == review.KindRecheck && in.BatchID != "" {
+		if found, segs, frames, err = a.recheckEvidence(ctx, in, &out.Evidence); err != nil {
+			return ReviewSetup{}, fmt.Errorf("prepare review %s: %w", in.ItemID, err)
+		}
+	}
+	if !found && model != nil {
 		out.Evidence.PolicyVersion, out.Evidence.ModelID = model.PolicyVersion, model.ModelID
-		var segs []moderation.Segment
 		if err := json.Unmarshal(model.Segments, &segs); err != nil {
 			return ReviewSetup{}, fmt.Errorf("prepare review %s: segments of decision %d: %w", in.ItemID, model.Seq, err)
 		}
-		sort.SliceStable(segs, func(i, j int) bool { return segs[i].PeakScore > segs[j].PeakScore })
-		segs = segs[:min(len(segs), maxEvidenceSegments)]
-		sort.SliceStable(segs, func(i, j int) bool { return segs[i].StartMS < segs[j].StartMS })
-		frames, err := a.storedFrames(ctx, in.VideoID)
-		if err != nil {
+		if frames, err = a.storedFrames(ctx, in.VideoID); err != nil {
 			return ReviewSetup{}, fmt.Errorf("prepare review %s: %w", in.ItemID, err)
 		}
-		for i, s := range segs {
-			top = math.Max(top, s.PeakScore)
-			seg := review.Segment{Signal: s.Signal, Action: string(s.Action), StartMS: s.StartMS, EndMS: s.EndMS,
-				MaxScore: s.MaxScore, PeakScore: s.PeakScore}
-			if f, ok := frameNear(frames, (s.StartMS+s.EndMS)/2); ok {
-				key := fmt.Sprintf("evidence/%s/%s/%02d.jpg", in.VideoID, in.ItemID, i)
-				if err := copyBlob(ctx, a.Blobs, f.Key, key); err != nil {
-					return ReviewSetup{}, fmt.Errorf("prepare review %s: thumbnail: %w", in.ItemID, err)
-				}
-				seg.ThumbKey, seg.ThumbAtMS = key, f.PTSMS
+	}
+	top := 0.0
+	sort.SliceStable(segs, func(i, j int) bool { return segs[i].PeakScore > segs[j].PeakScore })
+	segs = segs[:min(len(segs), maxEvidenceSegments)]
+	sort.SliceStable(segs, func(i, j int) bool { return segs[i].StartMS < segs[j].StartMS })
+	for i, s := range segs {
+		top = math.Max(top, s.PeakScore)
+		seg := review.Segment{Signal: s.Signal, Action: string(s.Action), StartMS: s.StartMS, EndMS: s.EndMS,
+			MaxScore: s.MaxScore, PeakScore: s.PeakScore}
+		if f, ok := frameNear(frames, (s.StartMS+s.EndMS)/2); ok {
+			key := fmt.Sprintf("evidence/%s/%s/%02d.jpg", in.VideoID, in.ItemID, i)
+			if err := copyBlob(ctx, a.Blobs, f.Key, key); err != nil {
+				return ReviewSetup{}, fmt.Errorf("prepare review %s: thumbnail: %w", in.ItemID, err)
 			}
-			out.Evidence.Segments = append(out.Evidence.Segments, seg)
+			seg.ThumbKey, seg.ThumbAtMS = key, f.PTSMS
 		}
+		out.Evidence.Segments = append(out.Evidence.Segments, seg)
 	}
 	blocked, total, err := rs.UploaderHistory(ctx, v.TeacherID)
 	if err != nil {
@@ -139,6 +149,51 @@ func (a *Activities) PrepareReview(ctx context.Context, in PrepareReviewInput) (
 	out.BasePriority = review.BasePriority(review.PriorityInput{Kind: in.Kind, TopScore: top,
 		UploaderBlocked: blocked, UploaderTotal: total, Audience: out.Audience})
 	return out, nil
+}
+
+// recheckEvidence reads a re-check item's evidence from its batch's
+// result: the new verdict's segments, policy and model, and the frames
+// that verdict was decided on (those sampled again under
+// rechecks/<batch>/<video>/ first, then the stored ones it re-used).
+// found is false when the batch recorded no verdict for the video.
+func (a *Activities) recheckEvidence(ctx context.Context, in PrepareReviewInput, ev *review.Evidence) (found bool, segs []moderation.Segment, frames []storedFrame, err error) {
+	rs, err := a.rechecks()
+	if err != nil {
+		return false, nil, nil, err
+	}
+	r, err := rs.GetRecheckResult(ctx, in.BatchID, in.VideoID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return false, nil, nil, nil
+	}
+	if err != nil {
+		return false, nil, nil, fmt.Errorf("re-check %s result: %w", in.BatchID, err)
+	}
+	if r.Error != "" || r.NewOutcome == "" {
+		return false, nil, nil, nil
+	}
+	if len(r.Segments) > 0 {
+		if err := json.Unmarshal(r.Segments, &segs); err != nil {
+			return false, nil, nil, fmt.Errorf("re-check %s segments: %w", in.BatchID, err)
+		}
+	}
+	shadow := recheck.ShadowPrefix(in.BatchID, in.VideoID)
+	for _, dense := range []bool{false, true} {
+		var m frameManifest
+		err := getJSON(ctx, a.Blobs, shadow+pass(dense)+".json", "", &m)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, nil, nil, err
+		}
+		frames = append(frames, m.Frames...)
+	}
+	stored, err := a.storedFrames(ctx, in.VideoID)
+	if err != nil {
+		return false, nil, nil, err
+	}
+	ev.PolicyVersion, ev.ModelID = r.PolicyVersion, r.ModelID
+	return true, segs, append(frames, stored...), nil
 }
 
 // storedFrames lists the coarse and dense frames the pipeline kept; none if

@@ -137,7 +137,7 @@ func (s *Server) startRecheck(w http.ResponseWriter, r *http.Request) {
 	_, err = s.Temporal.ExecuteWorkflow(r.Context(), client.StartWorkflowOptions{
 		ID: recheck.WorkflowID(id), TaskQueue: s.TaskQueue,
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, recheck.WorkflowName, recheckWorkflowInput{
+	}, recheck.WorkflowName, recheck.Input{
 		BatchID: id, Policy: ref, States: states, RequestedBy: requester(r),
 		PageSize: req.PageSize, RunSize: req.RunSize,
 	})
@@ -151,17 +151,6 @@ func (s *Server) startRecheck(w http.ResponseWriter, r *http.Request) {
 		"id": id, "state": catalog.RecheckRunning, "policy_version": ref.Version, "policy_sha256": ref.SHA256,
 		"states": states, "status_url": "/v1/admin/rechecks/" + id,
 	})
-}
-
-// recheckWorkflowInput mirrors workflows.RecheckInput's JSON, so the API
-// need not link the workflows and activities packages.
-type recheckWorkflowInput struct {
-	BatchID     string            `json:"batch_id"`
-	Policy      recheck.PolicyRef `json:"policy"`
-	States      []catalog.State   `json:"states"`
-	RequestedBy string            `json:"requested_by"`
-	PageSize    int               `json:"page_size"`
-	RunSize     int               `json:"run_size"`
 }
 
 // recheckPolicyText resolves the request's policy to its text, or says why
@@ -303,13 +292,10 @@ func (s *Server) listRecheckResults(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no re-check "+strconv.Quote(truncate(id, 64)))
 		return
 	}
-	q := catalog.RecheckResultQuery{BatchID: id, Cursor: r.URL.Query().Get("cursor")}
-	for key := range r.URL.Query() {
-		if key != "changed" && key != "limit" && key != "cursor" {
-			writeError(w, http.StatusBadRequest, "invalid_query", "unknown parameter "+strconv.Quote(truncate(key, 64)))
-			return
-		}
+	if !checkParams(w, r, "changed", "limit", "cursor") {
+		return
 	}
+	q := catalog.RecheckResultQuery{BatchID: id, Cursor: r.URL.Query().Get("cursor")}
 	switch c := r.URL.Query().Get("changed"); c {
 	case "", "false":
 	case "true":

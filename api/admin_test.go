@@ -4,17 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/lessonflow/lessonflow/catalog"
+	"github.com/lessonflow/lessonflow/internal/testenv"
 	"github.com/lessonflow/lessonflow/moderation"
 	"github.com/lessonflow/lessonflow/recheck"
 )
@@ -29,41 +28,14 @@ const (
 // before a workflow would be started or asked.
 func adminServer(t *testing.T) (*httptest.Server, *Server, *catalog.SQLite) {
 	t.Helper()
-	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
+	cat := testCatalog(t)
 	active, err := moderation.LoadPolicy("default")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{Catalog: cat, Blobs: newFS(t), TaskQueue: "q", WorkflowName: "w", MaxUploadBytes: 1 << 20,
-		Keys:   map[string]string{adAppKey: RoleApp, adReviewerKey: RoleReviewer, adAdminKey: RoleAdmin},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: active}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return srv, s, cat
-}
-
-func acall(t *testing.T, srv *httptest.Server, key, method, path, body string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	b, _ := io.ReadAll(resp.Body)
-	_ = json.Unmarshal(b, &out)
-	return resp.StatusCode, out
+		Keys: map[string]string{adAppKey: RoleApp, adReviewerKey: RoleReviewer, adAdminKey: RoleAdmin}, Policy: active}
+	return startServer(t, s), s, cat
 }
 
 func TestStartRecheckValidates(t *testing.T) {
@@ -106,7 +78,7 @@ func TestStartRecheckValidates(t *testing.T) {
 		{"run size under page size", adAdminKey, yamlBody(`,"page_size":10,"run_size":5`), 400, "invalid_run_size"},
 	}
 	for _, c := range cases {
-		code, body := acall(t, srv, c.key, "POST", "/v1/admin/rechecks", c.body)
+		code, body := call(t, srv, c.key, "POST", "/v1/admin/rechecks", c.body)
 		got, _ := body["error"].(map[string]any)
 		if code != c.code || got == nil || got["code"] != c.errCode {
 			t.Errorf("%s: %d %v, want %d %s", c.name, code, body, c.code, c.errCode)
@@ -120,7 +92,7 @@ func TestStartRecheckValidates(t *testing.T) {
 		t.Errorf("form body: %v %v, want 415", resp.StatusCode, err)
 	}
 	big := `{"policy_yaml":"` + strings.Repeat("#", maxRecheckBody) + `"}`
-	if code, _ := acall(t, srv, adAdminKey, "POST", "/v1/admin/rechecks", big); code != http.StatusRequestEntityTooLarge {
+	if code, _ := call(t, srv, adAdminKey, "POST", "/v1/admin/rechecks", big); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d, want 413", code)
 	}
 }
@@ -128,11 +100,11 @@ func TestStartRecheckValidates(t *testing.T) {
 func TestGetRecheckNotFound(t *testing.T) {
 	srv, _, _ := adminServer(t)
 	for _, p := range []string{"/v1/admin/rechecks/nope", "/v1/admin/rechecks/rc..%2F", "/v1/admin/rechecks/nope/results"} {
-		if code, body := acall(t, srv, adAdminKey, "GET", p, ""); code != 404 {
+		if code, body := call(t, srv, adAdminKey, "GET", p, ""); code != 404 {
 			t.Errorf("GET %s: %d %v, want 404", p, code, body)
 		}
 	}
-	if code, _ := acall(t, srv, adReviewerKey, "GET", "/v1/admin/rechecks/"+recheck.NewBatchID(), ""); code != 403 {
+	if code, _ := call(t, srv, adReviewerKey, "GET", "/v1/admin/rechecks/"+recheck.NewBatchID(), ""); code != 403 {
 		t.Errorf("reviewer reading a batch: %d, want 403", code)
 	}
 }
@@ -141,7 +113,7 @@ func TestRecheckResultsList(t *testing.T) {
 	srv, s, cat := adminServer(t)
 	ctx := context.Background()
 	id := recheck.NewBatchID()
-	ref, _, err := recheck.StorePolicy(ctx, s.Blobs, mustRead(t, "../moderation/policies/test-block-drawing.yaml"))
+	ref, _, err := recheck.StorePolicy(ctx, s.Blobs, testenv.ReadFile(t, "../moderation/policies/test-block-drawing.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +133,7 @@ func TestRecheckResultsList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	code, body := acall(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results?limit=2", "")
+	code, body := call(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results?limit=2", "")
 	items, _ := body["items"].([]any)
 	if code != 200 || len(items) != 2 || body["next_cursor"] == "" {
 		t.Fatalf("first page: %d %v", code, body)
@@ -170,36 +142,27 @@ func TestRecheckResultsList(t *testing.T) {
 	if segs, ok := first["segments"].([]any); !ok || len(segs) != 0 {
 		t.Errorf("segments %v, want []", first["segments"])
 	}
-	code, body = acall(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results?limit=2&cursor="+body["next_cursor"].(string), "")
+	code, body = call(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results?limit=2&cursor="+body["next_cursor"].(string), "")
 	if items, _ := body["items"].([]any); code != 200 || len(items) != 1 || body["next_cursor"] != "" {
 		t.Fatalf("second page: %d %v", code, body)
 	}
-	code, body = acall(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results?changed=true", "")
+	code, body = call(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results?changed=true", "")
 	if items, _ := body["items"].([]any); code != 200 || len(items) != 1 || items[0].(map[string]any)["new_outcome"] != "blocked" {
 		t.Fatalf("changed only: %d %v", code, body)
 	}
 	for _, q := range []string{"?changed=yes", "?limit=0", "?limit=x", "?cursor=zzz", "?sort=asc"} {
-		if code, body := acall(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results"+q, ""); code != 400 {
+		if code, body := call(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+id+"/results"+q, ""); code != 400 {
 			t.Errorf("%s: %d %v, want 400", q, code, body)
 		}
 	}
-	if code, _ := acall(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+recheck.NewBatchID()+"/results", ""); code != 404 {
+	if code, _ := call(t, srv, adAdminKey, "GET", "/v1/admin/rechecks/"+recheck.NewBatchID()+"/results", ""); code != 404 {
 		t.Errorf("unknown batch results: %d, want 404", code)
 	}
 }
 
-func mustRead(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestReviewPolicy(t *testing.T) {
 	srv, s, cat := adminServer(t)
-	code, body := acall(t, srv, adReviewerKey, "GET", "/v1/review/policy", "")
+	code, body := call(t, srv, adReviewerKey, "GET", "/v1/review/policy", "")
 	if code != 200 || body["version"] != s.Policy.Version || body["active"] != true || body["source"] != "active" {
 		t.Fatalf("active policy: %d %v", code, body)
 	}
@@ -209,12 +172,12 @@ func TestReviewPolicy(t *testing.T) {
 		t.Fatalf("policy text does not parse back: %v", err)
 	}
 	drawing, _ := moderation.LoadPolicy("test-block-drawing")
-	code, body = acall(t, srv, adReviewerKey, "GET", "/v1/review/policy?version="+drawing.Version, "")
+	code, body = call(t, srv, adReviewerKey, "GET", "/v1/review/policy?version="+drawing.Version, "")
 	if code != 200 || body["source"] != "builtin" || body["active"] != false {
 		t.Fatalf("built-in by version: %d %v", code, body)
 	}
 	// A re-check batch's own policy, by its version, as it was sent.
-	custom := strings.Replace(string(mustRead(t, "../moderation/policies/test-block-drawing.yaml")), drawing.Version, "custom/7", 1)
+	custom := strings.Replace(string(testenv.ReadFile(t, "../moderation/policies/test-block-drawing.yaml")), drawing.Version, "custom/7", 1)
 	ctx := context.Background()
 	ref, _, err := recheck.StorePolicy(ctx, s.Blobs, []byte(custom))
 	if err != nil {
@@ -223,20 +186,20 @@ func TestReviewPolicy(t *testing.T) {
 	if _, _, err := cat.CreateRecheckBatch(ctx, catalog.RecheckBatch{ID: recheck.NewBatchID(), PolicyVersion: ref.Version, PolicySHA256: ref.SHA256, PolicyKey: ref.Key}); err != nil {
 		t.Fatal(err)
 	}
-	code, body = acall(t, srv, adReviewerKey, "GET", "/v1/review/policy?version=custom/7", "")
+	code, body = call(t, srv, adReviewerKey, "GET", "/v1/review/policy?version=custom/7", "")
 	if code != 200 || body["source"] != "recheck" || body["text"] != custom {
 		t.Fatalf("re-check policy: %d %v", code, body)
 	}
 	for q, want := range map[string]int{"?version=nope/1": 404, "?v=1": 400, "?version=" + strings.Repeat("x", 201): 400, "?version=%00": 400} {
-		if code, body := acall(t, srv, adReviewerKey, "GET", "/v1/review/policy"+q, ""); code != want {
+		if code, body := call(t, srv, adReviewerKey, "GET", "/v1/review/policy"+q, ""); code != want {
 			t.Errorf("%s: %d %v, want %d", q, code, body, want)
 		}
 	}
-	if code, _ := acall(t, srv, adAppKey, "GET", "/v1/review/policy", ""); code != 403 {
+	if code, _ := call(t, srv, adAppKey, "GET", "/v1/review/policy", ""); code != 403 {
 		t.Errorf("app key: %d, want 403", code)
 	}
 	s.Policy = nil
-	if code, _ := acall(t, srv, adReviewerKey, "GET", "/v1/review/policy", ""); code != 404 {
+	if code, _ := call(t, srv, adReviewerKey, "GET", "/v1/review/policy", ""); code != 404 {
 		t.Errorf("no active policy: %d, want 404", code)
 	}
 }
@@ -291,7 +254,7 @@ func TestReviewerPageServed(t *testing.T) {
 		again.Body.Close()
 	}
 	// The page never puts API data into HTML.
-	js := string(mustRead(t, "web/app.js"))
+	js := string(testenv.ReadFile(t, "web/app.js"))
 	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
 		if strings.Contains(js, bad) {
 			t.Errorf("app.js uses %s", bad)

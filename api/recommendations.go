@@ -228,16 +228,6 @@ func parseRecLimit(r *http.Request) (int, error) {
 	return n, nil
 }
 
-func checkParams(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
-	for name := range r.URL.Query() {
-		if !contains(allowed, name) {
-			writeError(w, http.StatusBadRequest, "invalid_query", "unknown query parameter "+strconv.Quote(truncate(name, 40)))
-			return false
-		}
-	}
-	return true
-}
-
 // recsBody is the answer of both recommendation endpoints.
 type recsBody struct {
 	Items []recommend.Item `json:"items"`

@@ -2,15 +2,11 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +22,8 @@ const testAppKey = "app-key-0123456789abcdef"
 // published lessons: lesson i points along axis i%4 of a 16-d space.
 func recsServer(t *testing.T, n int) (*httptest.Server, *catalog.SQLite, []string) {
 	t.Helper()
-	dir := t.TempDir()
-	cat, err := catalog.OpenSQLite(filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
-	vs, err := vectorstore.OpenSQLiteVec(dir, "lessons_api_test_16", 16)
+	cat := testCatalog(t)
+	vs, err := vectorstore.OpenSQLiteVec(t.TempDir(), "lessons_api_test_16", 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,28 +52,8 @@ func recsServer(t *testing.T, n int) (*httptest.Server, *catalog.SQLite, []strin
 		t.Fatal(err)
 	}
 	s := &Server{Catalog: cat, Keys: map[string]string{testAppKey: RoleApp, "reviewer-key-0123456789": RoleReviewer},
-		Events: cat, Recs: &recommend.Engine{Vectors: vs, Catalog: cat},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return srv, cat, ids
-}
-
-func call(t *testing.T, srv *httptest.Server, method, path, key, body string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+		Events: cat, Recs: &recommend.Engine{Vectors: vs, Catalog: cat}}
+	return startServer(t, s), cat, ids
 }
 
 func eventJSONFor(id, lesson, typ string, at time.Time) string {
@@ -93,7 +64,7 @@ func TestEventsEndpoint(t *testing.T) {
 	srv, cat, ids := recsServer(t, 8)
 	now := time.Now().Add(-time.Minute)
 	batch := `{"events":[` + eventJSONFor("e1", ids[0], "complete", now) + `,` + eventJSONFor("e2", "v000000000000000000000999", "like", now) + `]}`
-	code, body := call(t, srv, "POST", "/v1/users/u1/events", testAppKey, batch)
+	code, body := call(t, srv, testAppKey, "POST", "/v1/users/u1/events", batch)
 	if code != http.StatusMultiStatus {
 		t.Fatalf("status %d %v, want 207", code, body)
 	}
@@ -105,7 +76,7 @@ func TestEventsEndpoint(t *testing.T) {
 		t.Fatalf("item 1 %v", r)
 	}
 	// The same batch again: the stored one is a duplicate.
-	_, body = call(t, srv, "POST", "/v1/users/u1/events", testAppKey, batch)
+	_, body = call(t, srv, testAppKey, "POST", "/v1/users/u1/events", batch)
 	if r := body["items"].([]any)[0].(map[string]any); r["result"] != "duplicate" || r["status"].(float64) != 200 {
 		t.Fatalf("retry item 0 %v", r)
 	}
@@ -125,7 +96,7 @@ func TestEventsEndpoint(t *testing.T) {
 		"huge body":     {`{"events":[` + strings.Repeat(" ", 2<<20) + `]}`, 413},
 	}
 	for name, c := range bad {
-		code, body := call(t, srv, "POST", "/v1/users/u2/events", testAppKey, c.body)
+		code, body := call(t, srv, testAppKey, "POST", "/v1/users/u2/events", c.body)
 		if code != c.code || body["error"] == nil {
 			t.Errorf("%s: %d %v, want %d with an error body", name, code, body, c.code)
 		}
@@ -133,10 +104,10 @@ func TestEventsEndpoint(t *testing.T) {
 	if evs, err := cat.UserEvents(context.Background(), "u2", 10); err != nil || len(evs) != 0 {
 		t.Fatalf("rejected batches wrote %v (%v)", evs, err)
 	}
-	if code, _ := call(t, srv, "POST", "/v1/users/bad%20user/events", testAppKey, batch); code != 400 {
+	if code, _ := call(t, srv, testAppKey, "POST", "/v1/users/bad%20user/events", batch); code != 400 {
 		t.Errorf("bad user id: %d", code)
 	}
-	if code, _ := call(t, srv, "POST", "/v1/users/u1/events", "reviewer-key-0123456789", batch); code != 403 {
+	if code, _ := call(t, srv, "reviewer-key-0123456789", "POST", "/v1/users/u1/events", batch); code != 403 {
 		t.Errorf("reviewer: %d, want 403", code)
 	}
 }
@@ -144,11 +115,11 @@ func TestEventsEndpoint(t *testing.T) {
 func TestRecommendationsEndpoint(t *testing.T) {
 	srv, _, ids := recsServer(t, 24)
 	now := time.Now().Add(-time.Minute)
-	code, _ := call(t, srv, "POST", "/v1/users/u1/events", testAppKey, `{"events":[`+eventJSONFor("e1", ids[1], "complete", now)+`]}`)
+	code, _ := call(t, srv, testAppKey, "POST", "/v1/users/u1/events", `{"events":[`+eventJSONFor("e1", ids[1], "complete", now)+`]}`)
 	if code != 200 {
 		t.Fatalf("events: %d", code)
 	}
-	code, body := call(t, srv, "GET", "/v1/users/u1/recommendations?limit=5&language=en", testAppKey, "")
+	code, body := call(t, srv, testAppKey, "GET", "/v1/users/u1/recommendations?limit=5&language=en", "")
 	if code != 200 {
 		t.Fatalf("%d %v", code, body)
 	}
@@ -170,7 +141,7 @@ func TestRecommendationsEndpoint(t *testing.T) {
 			t.Errorf("reason %q does not name the completed lesson", m["reason"])
 		}
 	}
-	code, body = call(t, srv, "GET", "/v1/lessons/"+ids[0]+"/similar?limit=3", testAppKey, "")
+	code, body = call(t, srv, testAppKey, "GET", "/v1/lessons/"+ids[0]+"/similar?limit=3", "")
 	if code != 200 || len(body["items"].([]any)) != 3 {
 		t.Fatalf("similar: %d %v", code, body)
 	}
@@ -187,7 +158,7 @@ func TestRecommendationsEndpoint(t *testing.T) {
 		"/v1/lessons/nope/similar":                                404,
 		"/v1/users/new-user/recommendations?level_min=2&limit=50": 200,
 	} {
-		if code, body := call(t, srv, "GET", path, testAppKey, ""); code != want {
+		if code, body := call(t, srv, testAppKey, "GET", path, ""); code != want {
 			t.Errorf("%s: %d %v, want %d", path, code, body, want)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -144,13 +143,10 @@ func (s *Server) listReviewItems(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "this catalog backend keeps no review queue")
 		return
 	}
-	q := r.URL.Query()
-	for name := range q {
-		if !contains([]string{"state", "limit", "cursor", "video_id"}, name) {
-			writeError(w, http.StatusBadRequest, "invalid_query", "unknown query parameter "+strconv.Quote(truncate(name, 40)))
-			return
-		}
+	if !checkParams(w, r, "state", "limit", "cursor", "video_id") {
+		return
 	}
+	q := r.URL.Query()
 	limit, err := parseLimit(r, 50)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
@@ -189,21 +185,7 @@ func (s *Server) loadItem(w http.ResponseWriter, r *http.Request) (review.Item, 
 		writeError(w, http.StatusNotImplemented, "not_implemented", "this catalog backend keeps no review queue")
 		return review.Item{}, false
 	}
-	id := r.PathValue("id")
-	if !reviewItemIDRe.MatchString(id) {
-		writeError(w, http.StatusNotFound, "not_found", "no review item "+strconv.Quote(truncate(id, 64)))
-		return review.Item{}, false
-	}
-	it, err := rs.GetReviewItem(r.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no review item "+id)
-		return review.Item{}, false
-	}
-	if err != nil {
-		s.internalError(w, r, err)
-		return review.Item{}, false
-	}
-	return it, true
+	return lookup(s, w, r, "review item", reviewItemIDRe, rs.GetReviewItem)
 }
 
 func (s *Server) getReviewItem(w http.ResponseWriter, r *http.Request) {
@@ -370,36 +352,45 @@ func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// videoFor answers 404 for an unknown video.
-func (s *Server) videoFor(w http.ResponseWriter, r *http.Request) (catalog.Video, bool) {
-	id := r.PathValue("id")
-	if !videoIDRe.MatchString(id) {
-		writeError(w, http.StatusNotFound, "not_found", "no video "+strconv.Quote(truncate(id, 64)))
-		return catalog.Video{}, false
-	}
-	v, err := s.Catalog.GetVideo(r.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no video "+id)
-		return catalog.Video{}, false
-	}
-	if err != nil {
-		s.internalError(w, r, err)
-		return catalog.Video{}, false
-	}
-	return v, true
-}
-
 func (s *Server) getDecisions(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.videoFor(w, r)
 	if !ok {
 		return
 	}
-	ds, err := s.Catalog.Decisions(r.Context(), v.ID)
+	if !checkParams(w, r, "limit", "cursor") {
+		return
+	}
+	limit, err := parseLimit(r, catalog.DefaultLimit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
+		return
+	}
+	cursor := r.URL.Query().Get("cursor")
+	pager, ok := s.Catalog.(catalog.DecisionPager)
+	if !ok {
+		// A backend without pages answers the whole log at once.
+		if cursor != "" {
+			writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
+			return
+		}
+		ds, err := s.Catalog.Decisions(r.Context(), v.ID)
+		if err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, listBody[catalog.Decision]{Items: ds})
+		return
+	}
+	ds, next, err := pager.DecisionsPage(r.Context(), catalog.DecisionQuery{VideoID: v.ID, Limit: limit, Cursor: cursor})
+	if errors.Is(err, catalog.ErrBadCursor) {
+		writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
+		return
+	}
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, listBody[catalog.Decision]{Items: ds})
+	writeJSON(w, http.StatusOK, listBody[catalog.Decision]{Items: ds, NextCursor: next})
 }
 
 // reportRequest is a user report, sent by the app.

@@ -3,15 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"image"
 	"image/color"
 	"image/jpeg"
-	"io"
-	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,11 +25,7 @@ const (
 // review item; no Temporal: these tests stop before an Update is sent.
 func reviewServer(t *testing.T) (*httptest.Server, review.Item) {
 	t.Helper()
-	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
+	cat := testCatalog(t)
 	blobs := newFS(t)
 	vid := "v" + strings.Repeat("ab", 12)
 	if _, _, err := cat.CreateVideo(context.Background(), catalog.Video{ID: vid, Title: "x", TeacherID: "t-1"}); err != nil {
@@ -65,34 +56,8 @@ func reviewServer(t *testing.T) (*httptest.Server, review.Item) {
 		t.Fatal(err)
 	}
 	s := &Server{Catalog: cat, Blobs: blobs, Keys: map[string]string{tAppKey: RoleApp, tReviewerKey: RoleReviewer},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), EvidenceKey: []byte(strings.Repeat("e", 32)), EvidenceTTL: time.Minute}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return srv, it
-}
-
-func rcall(t *testing.T, srv *httptest.Server, key, method, path, body string) (int, map[string]any, []byte) {
-	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, _ := http.NewRequest(method, srv.URL+path, r)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	_ = json.Unmarshal(b, &out)
-	return resp.StatusCode, out, b
+		EvidenceKey: []byte(strings.Repeat("e", 32)), EvidenceTTL: time.Minute}
+	return startServer(t, s), it
 }
 
 func errCode(m map[string]any) string {
@@ -134,12 +99,12 @@ func TestReviewRoutesValidate(t *testing.T) {
 		{tAppKey, "POST", "/v1/videos/" + it.VideoID + "/appeals", `{"teacher_id":"t-1","statement":"fine"}`, 409, "not_blocked"},
 		{tAppKey, "GET", "/v1/videos/v" + strings.Repeat("0", 24) + "/decisions", "", 404, "not_found"},
 	} {
-		status, body, _ := rcall(t, srv, c.key, c.method, c.path, c.body)
+		status, body, _ := callRaw(t, srv, c.key, c.method, c.path, c.body)
 		if status != c.status || (c.code != "" && errCode(body) != c.code) {
 			t.Errorf("%s %s %s: %d %v, want %d %s", c.method, c.path, c.body, status, body, c.status, c.code)
 		}
 	}
-	status, body, _ := rcall(t, srv, tAppKey, "GET", "/v1/videos/"+it.VideoID+"/decisions", "")
+	status, body, _ := callRaw(t, srv, tAppKey, "GET", "/v1/videos/"+it.VideoID+"/decisions", "")
 	if status != 200 || body["items"] == nil {
 		t.Fatalf("decisions: %d %v", status, body)
 	}
@@ -147,7 +112,7 @@ func TestReviewRoutesValidate(t *testing.T) {
 
 func TestReviewItemEvidence(t *testing.T) {
 	srv, it := reviewServer(t)
-	status, body, raw := rcall(t, srv, tReviewerKey, "GET", "/v1/review/items", "")
+	status, body, raw := callRaw(t, srv, tReviewerKey, "GET", "/v1/review/items", "")
 	if status != 200 {
 		t.Fatalf("list: %d %v", status, body)
 	}
@@ -173,8 +138,8 @@ func TestReviewItemEvidence(t *testing.T) {
 		t.Fatalf("urls %q %q", blurURL, sharpURL)
 	}
 	// No bearer key: the token is the credential.
-	s1, _, blurred := rcall(t, srv, "", "GET", blurURL, "")
-	s2, _, sharp := rcall(t, srv, "", "GET", sharpURL, "")
+	s1, _, blurred := callRaw(t, srv, "", "GET", blurURL, "")
+	s2, _, sharp := callRaw(t, srv, "", "GET", sharpURL, "")
 	if s1 != 200 || s2 != 200 {
 		t.Fatalf("evidence: %d %d", s1, s2)
 	}
@@ -183,19 +148,19 @@ func TestReviewItemEvidence(t *testing.T) {
 	}
 	// A tampered token, another key's token, an expired one.
 	tok := strings.TrimPrefix(blurURL, "/v1/review/evidence/")
-	if s, b, _ := rcall(t, srv, "", "GET", "/v1/review/evidence/"+tok[:len(tok)-2]+"AA", ""); s != 403 || errCode(b) != "bad_token" {
+	if s, b, _ := callRaw(t, srv, "", "GET", "/v1/review/evidence/"+tok[:len(tok)-2]+"AA", ""); s != 403 || errCode(b) != "bad_token" {
 		t.Fatalf("tampered: %d %v", s, b)
 	}
 	other, _ := review.SignEvidence([]byte(strings.Repeat("x", 32)), review.EvidenceClaims{Key: "evidence/x.jpg", Sharp: true, Expires: time.Now().Add(time.Hour).Unix()})
-	if s, _, _ := rcall(t, srv, "", "GET", "/v1/review/evidence/"+other, ""); s != 403 {
+	if s, _, _ := callRaw(t, srv, "", "GET", "/v1/review/evidence/"+other, ""); s != 403 {
 		t.Fatalf("foreign token: %d", s)
 	}
 	expired, _ := review.SignEvidence([]byte(strings.Repeat("e", 32)), review.EvidenceClaims{Key: "evidence/x.jpg", Expires: time.Now().Add(-time.Second).Unix()})
-	if s, _, _ := rcall(t, srv, "", "GET", "/v1/review/evidence/"+expired, ""); s != 403 {
+	if s, _, _ := callRaw(t, srv, "", "GET", "/v1/review/evidence/"+expired, ""); s != 403 {
 		t.Fatalf("expired token: %d", s)
 	}
 	upload, _ := review.SignEvidence([]byte(strings.Repeat("e", 32)), review.EvidenceClaims{Key: "uploads/1-x", Sharp: true, Expires: time.Now().Add(time.Hour).Unix()})
-	if s, _, _ := rcall(t, srv, "", "GET", "/v1/review/evidence/"+upload, ""); s != 403 {
+	if s, _, _ := callRaw(t, srv, "", "GET", "/v1/review/evidence/"+upload, ""); s != 403 {
 		t.Fatalf("a token for a non-evidence blob: %d", s)
 	}
 }

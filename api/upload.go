@@ -185,57 +185,71 @@ func receiveUpload(ctx context.Context, store blob.Store, mr *multipart.Reader, 
 			_ = store.Delete(context.WithoutCancel(ctx), up.file.Key)
 		}
 	}()
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return up, bodyError(err)
-		}
+	err = forEachPart(mr, func(part *multipart.Part) error {
 		name := part.FormName()
 		switch {
 		case name == "file":
 			if stored {
-				return up, invalid("file", "sent twice; send one file per upload")
+				return invalid("file", "sent twice; send one file per upload")
 			}
 			if err := checkFilename(rawFilename(part)); err != nil {
-				return up, err
+				return err
 			}
 			key := uploadKey(time.Now())
 			info, err := store.Put(ctx, key, &limitedReader{r: part, left: maxBytes})
 			if err != nil {
 				_ = store.Delete(context.WithoutCancel(ctx), key)
 				if errors.Is(err, errTooLarge) {
-					return up, errTooLarge
+					return errTooLarge
 				}
-				return up, bodyError(err)
+				return bodyError(err)
 			}
 			up.file, stored = info, true
 			if info.Size == 0 {
-				return up, invalid("file", "is empty")
+				return invalid("file", "is empty")
 			}
 		case contains(metadataFields, name):
 			if _, dup := fields[name]; dup {
-				return up, invalid(name, "sent twice")
+				return invalid(name, "sent twice")
 			}
 			b, err := io.ReadAll(io.LimitReader(part, maxFieldBytes+1))
 			if err != nil {
-				return up, bodyError(err)
+				return bodyError(err)
 			}
 			if len(b) > maxFieldBytes {
-				return up, invalid(name, "is larger than %d bytes", maxFieldBytes)
+				return invalid(name, "is larger than %d bytes", maxFieldBytes)
 			}
 			fields[name] = string(b)
 		default:
-			return up, invalid(truncate(name, 40), "unknown form field; expected file, %s", strings.Join(metadataFields, ", "))
+			return invalid(truncate(name, 40), "unknown form field; expected file, %s", strings.Join(metadataFields, ", "))
 		}
+		return nil
+	})
+	if err != nil {
+		return up, err
 	}
 	if !stored {
 		return up, invalid("file", "is required (multipart field \"file\")")
 	}
 	up.meta, err = ParseMetadata(fields)
 	return up, err
+}
+
+// forEachPart calls fn on each part of a multipart body in turn, stopping
+// at fn's first error; a broken body is a bodyError.
+func forEachPart(mr *multipart.Reader, fn func(*multipart.Part) error) error {
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return bodyError(err)
+		}
+		if err := fn(part); err != nil {
+			return err
+		}
+	}
 }
 
 // bodyError tells a broken or oversized request body from a server fault.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -58,22 +59,40 @@ func view(v catalog.Video, d *catalog.Decision) videoView {
 	return out
 }
 
-func (s *Server) getVideo(w http.ResponseWriter, r *http.Request) {
+// videoFor answers 404 for an unknown video.
+func (s *Server) videoFor(w http.ResponseWriter, r *http.Request) (catalog.Video, bool) {
+	return lookup(s, w, r, "video", videoIDRe, s.Catalog.GetVideo)
+}
+
+// lookup reads the record that the path's {id} names with get. An id not of
+// idRe's form answers 404 without a lookup, as does one get does not find
+// (catalog.ErrNotFound); what names the record in the message.
+func lookup[T any](s *Server, w http.ResponseWriter, r *http.Request, what string, idRe *regexp.Regexp,
+	get func(ctx context.Context, id string) (T, error)) (T, bool) {
+	var zero T
 	id := r.PathValue("id")
-	if !videoIDRe.MatchString(id) {
-		writeError(w, http.StatusNotFound, "not_found", "no video "+strconv.Quote(truncate(id, 64)))
-		return
+	if !idRe.MatchString(id) {
+		writeError(w, http.StatusNotFound, "not_found", "no "+what+" "+strconv.Quote(truncate(id, 64)))
+		return zero, false
 	}
-	v, err := s.Catalog.GetVideo(r.Context(), id)
+	v, err := get(r.Context(), id)
 	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no video "+id)
-		return
+		writeError(w, http.StatusNotFound, "not_found", "no "+what+" "+id)
+		return zero, false
 	}
 	if err != nil {
 		s.internalError(w, r, err)
+		return zero, false
+	}
+	return v, true
+}
+
+func (s *Server) getVideo(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.videoFor(w, r)
+	if !ok {
 		return
 	}
-	ds, err := s.Catalog.Decisions(r.Context(), id)
+	ds, err := s.Catalog.Decisions(r.Context(), v.ID)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -109,14 +128,22 @@ func parseLimit(r *http.Request, def int) (int, error) {
 	return n, nil
 }
 
-func (s *Server) listVideos(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for name := range q {
-		if !contains([]string{"state", "limit", "cursor"}, name) {
+// checkParams answers 400 for a query parameter not in allowed.
+func checkParams(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+	for name := range r.URL.Query() {
+		if !contains(allowed, name) {
 			writeError(w, http.StatusBadRequest, "invalid_query", "unknown query parameter "+strconv.Quote(truncate(name, 40)))
-			return
+			return false
 		}
 	}
+	return true
+}
+
+func (s *Server) listVideos(w http.ResponseWriter, r *http.Request) {
+	if !checkParams(w, r, "state", "limit", "cursor") {
+		return
+	}
+	q := r.URL.Query()
 	limit, err := parseLimit(r, 50)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_query", err.Error())

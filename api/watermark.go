@@ -29,20 +29,11 @@ const (
 // are served: a blocked, rejected or unpublished video answers 404, one
 // still in the pipeline 409.
 func (s *Server) getRendition(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !videoIDRe.MatchString(id) {
-		writeError(w, http.StatusNotFound, "not_found", "no video "+strconv.Quote(truncate(id, 64)))
+	v, ok := s.videoFor(w, r)
+	if !ok {
 		return
 	}
-	v, err := s.Catalog.GetVideo(r.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no video "+id)
-		return
-	}
-	if err != nil {
-		s.internalError(w, r, err)
-		return
-	}
+	id := v.ID
 	switch v.State {
 	case catalog.StatePublished:
 	case catalog.StateProcessing, catalog.StateApproved:
@@ -171,26 +162,19 @@ func (s *Server) detectWatermark(w http.ResponseWriter, r *http.Request) {
 // receiveDetectFile stores the form's one "file" part in a temporary file
 // and returns its path (also with an error, for the caller to remove).
 func receiveDetectFile(mr *multipart.Reader, maxBytes int64) (path string, err error) {
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return path, bodyError(err)
-		}
+	err = forEachPart(mr, func(part *multipart.Part) error {
 		if part.FormName() != "file" {
-			return path, invalid(truncate(part.FormName(), 40), "unknown form field; expected file")
+			return invalid(truncate(part.FormName(), 40), "unknown form field; expected file")
 		}
 		if path != "" {
-			return path, invalid("file", "sent twice; send one file")
+			return invalid("file", "sent twice; send one file")
 		}
 		if err := checkFilename(rawFilename(part)); err != nil {
-			return path, err
+			return err
 		}
 		f, err := os.CreateTemp("", "lessonflow-detect-*")
 		if err != nil {
-			return path, err
+			return err
 		}
 		path = f.Name()
 		n, err := io.Copy(f, &limitedReader{r: part, left: maxBytes})
@@ -198,11 +182,15 @@ func receiveDetectFile(mr *multipart.Reader, maxBytes int64) (path string, err e
 			err = cerr
 		}
 		if err != nil {
-			return path, bodyError(err)
+			return bodyError(err)
 		}
 		if n == 0 {
-			return path, invalid("file", "is empty")
+			return invalid("file", "is empty")
 		}
+		return nil
+	})
+	if err != nil {
+		return path, err
 	}
 	if path == "" {
 		return path, invalid("file", "is required (multipart field \"file\")")

@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/internal/testenv"
-	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/internal/testenv/wmclip"
 	"github.com/lessonflow/lessonflow/watermark"
 )
 
@@ -35,35 +32,14 @@ type wmServer struct {
 
 func newWMServer(t *testing.T) *wmServer {
 	t.Helper()
-	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
+	cat := testCatalog(t)
 	kr, err := watermark.ParseKeyring(wmKeyring)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{Catalog: cat, Blobs: newFS(t), MaxUploadBytes: 1 << 20, WatermarkKeys: &kr, DetectMaxBytes: 8 << 20,
-		Keys:   map[string]string{wmAppKey: RoleApp, wmReviewerKey: RoleReviewer, wmAdminKey: RoleAdmin},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(ts.Close)
-	return &wmServer{Server: ts, srv: s, cat: cat, kr: kr}
-}
-
-func (ws *wmServer) do(t *testing.T, key string, req *http.Request) (*http.Response, []byte) {
-	t.Helper()
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+		Keys: map[string]string{wmAppKey: RoleApp, wmReviewerKey: RoleReviewer, wmAdminKey: RoleAdmin}}
+	return &wmServer{Server: startServer(t, s), srv: s, cat: cat, kr: kr}
 }
 
 func wmErrCode(b []byte) string {
@@ -77,18 +53,7 @@ func markedClip(t *testing.T, kr watermark.Keyring, payload watermark.Payload) s
 	t.Helper()
 	src := testenv.Clip(t, "wm-api-testsrc2-640x360-2s.mp4", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=2",
 		"-c:v", "libx264", "-preset", "ultrafast")
-	emb, err := watermark.NewEmbedder(kr.Current)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(t.TempDir(), "marked.mp4")
-	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: media.EncodeOptions{CRF: 23, Preset: "ultrafast"}},
-		func(f media.RawFrame) error {
-			return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload)
-		}); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return wmclip.Mark(t, src, kr, payload, 23)
 }
 
 func TestRendition(t *testing.T) {
@@ -103,7 +68,7 @@ func TestRendition(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		return ws.do(t, key, req)
+		return send(t, key, req)
 	}
 	path := "/v1/videos/" + id + "/rendition"
 	for _, tc := range []struct {
@@ -181,7 +146,7 @@ func (ws *wmServer) detect(t *testing.T, key string, fields map[string]string, f
 	boundary, body := multipartBody(fields, filename, file)
 	req, _ := http.NewRequest("POST", ws.URL+"/v1/watermark/detect", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
-	return ws.do(t, key, req)
+	return send(t, key, req)
 }
 
 func TestDetectFindsRegisteredVideo(t *testing.T) {
@@ -267,7 +232,7 @@ func TestDetectUnmarkedAndBadInput(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", ws.URL+"/v1/watermark/detect", strings.NewReader(`{"file":"x"}`))
 	req.Header.Set("Content-Type", "application/json")
-	if resp, b := ws.do(t, wmReviewerKey, req); resp.StatusCode != 415 {
+	if resp, b := send(t, wmReviewerKey, req); resp.StatusCode != 415 {
 		t.Fatalf("json body: %d %s", resp.StatusCode, b)
 	}
 	ws.srv.WatermarkKeys = nil

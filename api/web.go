@@ -90,14 +90,10 @@ type policyView struct {
 // getReviewPolicy answers the policy an item was flagged under (?version=),
 // or the active one: reviewers decide against the rules that applied.
 func (s *Server) getReviewPolicy(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for name := range q {
-		if name != "version" {
-			writeError(w, http.StatusBadRequest, "invalid_query", "unknown query parameter "+strconv.Quote(truncate(name, 40)))
-			return
-		}
+	if !checkParams(w, r, "version") {
+		return
 	}
-	version := q.Get("version")
+	version := r.URL.Query().Get("version")
 	if len(version) > 200 || strings.IndexFunc(version, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
 		writeError(w, http.StatusBadRequest, "invalid_query", "version must be at most 200 printable characters")
 		return

@@ -16,15 +16,15 @@ type cursor struct {
 }
 
 func encodeCursor(v Video) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(v.CreatedAt.UnixMicro(), 10) + "|" + v.ID))
+	return sealCursor(strconv.FormatInt(v.CreatedAt.UnixMicro(), 10) + "|" + v.ID)
 }
 
 func decodeCursor(s string) (cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := openCursor(s)
 	if err != nil {
-		return cursor{}, fmt.Errorf("%w: not base64url", ErrBadCursor)
+		return cursor{}, err
 	}
-	ts, id, ok := strings.Cut(string(b), "|")
+	ts, id, ok := strings.Cut(b, "|")
 	if !ok || id == "" {
 		return cursor{}, fmt.Errorf("%w: malformed", ErrBadCursor)
 	}
@@ -33,6 +33,21 @@ func decodeCursor(s string) (cursor, error) {
 		return cursor{}, fmt.Errorf("%w: malformed time", ErrBadCursor)
 	}
 	return cursor{createdAt: us, id: id}, nil
+}
+
+// sealCursor makes a page's sort key opaque to clients; every list's
+// cursor is one.
+func sealCursor(key string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(key))
+}
+
+// openCursor returns the sort key sealCursor sealed, or ErrBadCursor.
+func openCursor(s string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: not base64url", ErrBadCursor)
+	}
+	return string(b), nil
 }
 
 // Times are kept to the microsecond, in UTC, by every backend.

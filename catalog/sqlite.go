@@ -150,7 +150,7 @@ type querier interface {
 
 const videoCols = `id, sha256, title, description, level, language, tags, teacher_id, state, error, blob_key, size_bytes, media, created_at, updated_at`
 
-func scanVideo(sc interface{ Scan(...any) error }) (Video, error) {
+func scanVideo(sc rowScanner) (Video, error) {
 	var (
 		v                Video
 		tags             string
@@ -182,10 +182,7 @@ func scanVideo(sc interface{ Scan(...any) error }) (Video, error) {
 
 // getVideo reads one video with its stages; ErrNotFound if missing.
 func getVideo(ctx context.Context, q querier, id string) (Video, error) {
-	v, err := scanVideo(q.QueryRowContext(ctx, `SELECT `+videoCols+` FROM videos WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Video{}, ErrNotFound
-	}
+	v, err := queryOne(ctx, q, scanVideo, `SELECT `+videoCols+` FROM videos WHERE id = ?`, id)
 	if err != nil {
 		return Video{}, err
 	}
@@ -318,54 +315,33 @@ func (s *SQLite) GetVideo(ctx context.Context, id string) (Video, error) {
 // ListVideos implements Store.
 func (s *SQLite) ListVideos(ctx context.Context, q ListQuery) ([]Video, string, error) {
 	limit := clampLimit(q.Limit)
-	var (
-		where []string
-		args  []any
-	)
+	var where conditions
 	if q.State != "" {
 		if !q.State.Valid() {
 			return nil, "", fmt.Errorf("list videos: %w: unknown state %q", ErrInvalid, q.State)
 		}
-		where = append(where, "state = ?")
-		args = append(args, q.State)
+		where.add("state = ?", q.State)
 	}
 	if q.Cursor != "" {
 		c, err := decodeCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("list videos: %w", err)
 		}
-		where = append(where, "(created_at, id) < (?, ?)")
-		args = append(args, c.createdAt, c.id)
-	}
-	query := `SELECT ` + videoCols + ` FROM videos`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
+		where.add("(created_at, id) < (?, ?)", c.createdAt, c.id)
 	}
 	// One extra row tells whether there is a next page.
-	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
+	query := `SELECT ` + videoCols + ` FROM videos` + where.clause() + ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args := append(where.args, limit+1)
 
 	var (
 		vs   []Video
 		more bool
 	)
 	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
+		var err error
+		if vs, err = queryAll(ctx, tx, scanVideo, query, args...); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			v, err := scanVideo(rows)
-			if err != nil {
-				return err
-			}
-			vs = append(vs, v)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows.Close()
 		if len(vs) > limit {
 			vs, more = vs[:limit], true
 		}
@@ -373,9 +349,6 @@ func (s *SQLite) ListVideos(ctx context.Context, q ListQuery) ([]Video, string, 
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list videos: %w", err)
-	}
-	if vs == nil {
-		vs = []Video{}
 	}
 	next := ""
 	if more {
@@ -478,7 +451,7 @@ func (s *SQLite) upsertStage(ctx context.Context, id, query string, args ...any)
 
 const decisionCols = `seq, video_id, key, actor, outcome, reason, model_id, model_sha256, policy_version, sampler, segments, scores, created_at`
 
-func scanDecision(sc interface{ Scan(...any) error }) (Decision, error) {
+func scanDecision(sc rowScanner) (Decision, error) {
 	var (
 		d                         Decision
 		sampler, segments, scores sql.NullString
@@ -579,24 +552,14 @@ func (s *SQLite) AppendDecision(ctx context.Context, d Decision) (Decision, bool
 
 // Decisions implements Store.
 func (s *SQLite) Decisions(ctx context.Context, videoID string) ([]Decision, error) {
-	out := []Decision{}
+	var out []Decision
 	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
 		if err := videoExists(ctx, tx, videoID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE video_id = ? ORDER BY seq`, videoID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			d, err := scanDecision(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		return rows.Err()
+		var err error
+		out, err = queryAll(ctx, tx, scanDecision, `SELECT `+decisionCols+` FROM decisions WHERE video_id = ? ORDER BY seq`, videoID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("decisions of %s: %w", videoID, err)

@@ -3,10 +3,10 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/lessonflow/lessonflow/internal/sqlitedb"
@@ -104,24 +104,18 @@ func (s *SQLite) UserEvents(ctx context.Context, userID string, limit int) ([]Ev
 	if limit < 1 || limit > MaxUserEvents {
 		return nil, fmt.Errorf("events of %s: %w: limit %d, want 1 to %d", userID, ErrInvalid, limit, MaxUserEvents)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT event_id, lesson_id, type, at, watch_ms, rec_id FROM user_events
-		WHERE user_id = ? ORDER BY at DESC, received_at DESC, event_id LIMIT ?`, userID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("events of %s: %w", userID, err)
-	}
-	defer rows.Close()
-	out := []Event{}
-	for rows.Next() {
+	out, err := queryAll(ctx, s.r, func(sc rowScanner) (Event, error) {
 		e := Event{UserID: userID}
 		var at, watch int64
-		if err := rows.Scan(&e.ID, &e.LessonID, &e.Type, &at, &watch, &e.RecID); err != nil {
-			return nil, fmt.Errorf("events of %s: %w", userID, err)
+		if err := sc.Scan(&e.ID, &e.LessonID, &e.Type, &at, &watch, &e.RecID); err != nil {
+			return Event{}, err
 		}
 		e.At = time.UnixMicro(at).UTC()
 		e.WatchSeconds = float64(watch) / 1000
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+		return e, nil
+	}, `SELECT event_id, lesson_id, type, at, watch_ms, rec_id FROM user_events
+		WHERE user_id = ? ORDER BY at DESC, received_at DESC, event_id LIMIT ?`, userID, limit)
+	if err != nil {
 		return nil, fmt.Errorf("events of %s: %w", userID, err)
 	}
 	return out, nil
@@ -132,7 +126,7 @@ const lessonCols = `v.id, v.title, v.language, v.level, v.state, COALESCE(json_e
 
 const lessonFrom = ` FROM videos v LEFT JOIN publications p ON p.video_id = v.id LEFT JOIN lesson_stats s ON s.lesson_id = v.id`
 
-func scanLesson(sc interface{ Scan(...any) error }) (Lesson, error) {
+func scanLesson(sc rowScanner) (Lesson, error) {
 	var (
 		l         Lesson
 		published sql.NullInt64
@@ -157,24 +151,23 @@ func (s *SQLite) Lessons(ctx context.Context, ids []string) (map[string]Lesson, 
 	if len(ids) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+lessonCols+lessonFrom+` WHERE v.id IN (?`+strings.Repeat(",?", len(ids)-1)+`)`, args...)
+	// One statement text whatever the count (the ids travel as one JSON
+	// array), and one primary-key descent per id in lesson_meta (migration
+	// 0006) plus one in the covering index of the state: the state, which
+	// gates what is recommended, is read from videos itself.
+	idsJSON, err := json.Marshal(ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		l, err := scanLesson(rows)
-		if err != nil {
-			return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
-		}
-		out[l.ID] = l
-	}
-	if err := rows.Err(); err != nil {
+	ls, err := queryAll(ctx, s.r, scanLesson, `SELECT m.id, m.title, m.language, m.level, v.state, m.duration_ms,
+		m.published_at, m.views, m.completes, m.likes, m.dislikes, m.skips
+		FROM lesson_meta m JOIN videos v INDEXED BY videos_id_state ON v.id = m.id
+		WHERE m.id IN (SELECT value FROM json_each(?))`, string(idsJSON))
+	if err != nil {
 		return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
+	}
+	for _, l := range ls {
+		out[l.ID] = l
 	}
 	return out, nil
 }
@@ -221,19 +214,16 @@ func (s *SQLite) Publish(ctx context.Context, id string, at time.Time) (time.Tim
 
 // PublishedLessons implements EventStore.
 func (s *SQLite) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Lesson, error) {
-	where := []string{"v.state = ?"}
-	args := []any{StatePublished}
+	var where conditions
+	where.add("v.state = ?", StatePublished)
 	if q.Language != "" {
-		where = append(where, "v.language = ?")
-		args = append(args, q.Language)
+		where.add("v.language = ?", q.Language)
 	}
 	if q.LevelMin > 0 {
-		where = append(where, "v.level >= ?")
-		args = append(args, q.LevelMin)
+		where.add("v.level >= ?", q.LevelMin)
 	}
 	if q.LevelMax > 0 {
-		where = append(where, "v.level <= ?")
-		args = append(args, q.LevelMax)
+		where.add("v.level <= ?", q.LevelMax)
 	}
 	var order string
 	switch q.Order {
@@ -246,28 +236,14 @@ func (s *SQLite) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Less
 	case ByID:
 		order = "v.id"
 		if q.After != "" {
-			where = append(where, "v.id > ?")
-			args = append(args, q.After)
+			where.add("v.id > ?", q.After)
 		}
 	default:
 		return nil, fmt.Errorf("published lessons: %w: order %d", ErrInvalid, q.Order)
 	}
-	args = append(args, clampLimit(q.Limit))
-	rows, err := s.r.QueryContext(ctx, `SELECT `+lessonCols+lessonFrom+` WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY `+order+` LIMIT ?`, args...)
+	out, err := queryAll(ctx, s.r, scanLesson, `SELECT `+lessonCols+lessonFrom+where.clause()+
+		` ORDER BY `+order+` LIMIT ?`, append(where.args, clampLimit(q.Limit))...)
 	if err != nil {
-		return nil, fmt.Errorf("published lessons: %w", err)
-	}
-	defer rows.Close()
-	out := []Lesson{}
-	for rows.Next() {
-		l, err := scanLesson(rows)
-		if err != nil {
-			return nil, fmt.Errorf("published lessons: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("published lessons: %w", err)
 	}
 	return out, nil

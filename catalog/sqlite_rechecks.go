@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,7 @@ var _ RecheckStore = (*SQLite)(nil)
 
 const batchCols = `id, policy_version, policy_sha256, policy_key, model_id, states, requested_by, state, error, created_at, finished_at`
 
-func scanBatch(sc interface{ Scan(...any) error }) (RecheckBatch, error) {
+func scanBatch(sc rowScanner) (RecheckBatch, error) {
 	var (
 		b        RecheckBatch
 		states   string
@@ -84,10 +83,7 @@ func (s *SQLite) CreateRecheckBatch(ctx context.Context, b RecheckBatch) (Rechec
 
 // GetRecheckBatch implements RecheckStore.
 func (s *SQLite) GetRecheckBatch(ctx context.Context, id string) (RecheckBatch, error) {
-	b, err := scanBatch(s.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
+	b, err := queryOne(ctx, s.r, scanBatch, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, id)
 	if err != nil {
 		return RecheckBatch{}, fmt.Errorf("get recheck batch %s: %w", id, err)
 	}
@@ -96,11 +92,8 @@ func (s *SQLite) GetRecheckBatch(ctx context.Context, id string) (RecheckBatch, 
 
 // RecheckBatchByPolicy implements RecheckStore.
 func (s *SQLite) RecheckBatchByPolicy(ctx context.Context, policyVersion string) (RecheckBatch, error) {
-	b, err := scanBatch(s.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM recheck_batches
-		WHERE policy_version = ? ORDER BY created_at DESC, id DESC LIMIT 1`, policyVersion))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
+	b, err := queryOne(ctx, s.r, scanBatch, `SELECT `+batchCols+` FROM recheck_batches
+		WHERE policy_version = ? ORDER BY created_at DESC, id DESC LIMIT 1`, policyVersion)
 	if err != nil {
 		return RecheckBatch{}, fmt.Errorf("recheck batch of policy %s: %w", policyVersion, err)
 	}
@@ -133,7 +126,7 @@ func cmpErr(err, otherwise error) error {
 const resultCols = `batch_id, video_id, seq, video_state, old_outcome, old_policy_version, old_model_sha256, new_outcome,
 	new_reason, model_id, model_sha256, policy_version, changed, frames, segments, scores, error, review_item_id, created_at`
 
-func scanResult(sc interface{ Scan(...any) error }) (RecheckResult, error) {
+func scanResult(sc rowScanner) (RecheckResult, error) {
 	var (
 		r                RecheckResult
 		changed          int
@@ -225,11 +218,8 @@ func (s *SQLite) RecordRecheckResult(ctx context.Context, r RecheckResult) (Rech
 
 // GetRecheckResult implements RecheckStore.
 func (s *SQLite) GetRecheckResult(ctx context.Context, batchID, videoID string) (RecheckResult, error) {
-	r, err := scanResult(s.r.QueryRowContext(ctx, `SELECT `+resultCols+` FROM recheck_results
-		WHERE batch_id = ? AND video_id = ?`, batchID, videoID))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
+	r, err := queryOne(ctx, s.r, scanResult, `SELECT `+resultCols+` FROM recheck_results
+		WHERE batch_id = ? AND video_id = ?`, batchID, videoID)
 	if err != nil {
 		return RecheckResult{}, fmt.Errorf("recheck result %s/%s: %w", batchID, videoID, err)
 	}
@@ -263,15 +253,15 @@ func (s *SQLite) SetRecheckReviewItem(ctx context.Context, batchID, videoID, ite
 const resultCursorPrefix = "rr|"
 
 func encodeResultCursor(seq int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(resultCursorPrefix + strconv.FormatInt(seq, 10)))
+	return sealCursor(resultCursorPrefix + strconv.FormatInt(seq, 10))
 }
 
 func decodeResultCursor(s string) (int64, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := openCursor(s)
 	if err != nil {
-		return 0, fmt.Errorf("%w: not base64url", ErrBadCursor)
+		return 0, err
 	}
-	n, ok := strings.CutPrefix(string(b), resultCursorPrefix)
+	n, ok := strings.CutPrefix(b, resultCursorPrefix)
 	if !ok {
 		return 0, fmt.Errorf("%w: malformed", ErrBadCursor)
 	}
@@ -292,7 +282,7 @@ func (s *SQLite) RecheckResults(ctx context.Context, q RecheckResultQuery) ([]Re
 			return nil, "", fmt.Errorf("recheck results of %s: %w", q.BatchID, err)
 		}
 	}
-	out := []RecheckResult{}
+	var out []RecheckResult
 	next := ""
 	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
 		if err := batchExists(ctx, tx, q.BatchID); err != nil {
@@ -302,19 +292,9 @@ func (s *SQLite) RecheckResults(ctx context.Context, q RecheckResultQuery) ([]Re
 		if q.ChangedOnly {
 			query += ` AND changed = 1`
 		}
-		rows, err := tx.QueryContext(ctx, query+` ORDER BY seq LIMIT ?`, q.BatchID, after, limit+1)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scanResult(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
+		var err error
+		out, err = queryAll(ctx, tx, scanResult, query+` ORDER BY seq LIMIT ?`, q.BatchID, after, limit+1)
+		return err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("recheck results of %s: %w", q.BatchID, err)

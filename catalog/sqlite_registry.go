@@ -34,7 +34,7 @@ const maxIDDraws = 8
 
 const watermarkCols = `payload, video_id, teacher_id, key_id, created_at`
 
-func scanWatermark(sc interface{ Scan(...any) error }) (WatermarkRecord, error) {
+func scanWatermark(sc rowScanner) (WatermarkRecord, error) {
 	var (
 		r       WatermarkRecord
 		payload int64
@@ -97,10 +97,7 @@ func (s *SQLite) RegisterWatermark(ctx context.Context, videoID, teacherID, keyI
 
 // LookupWatermark implements Registry.
 func (s *SQLite) LookupWatermark(ctx context.Context, id WatermarkID) (WatermarkRecord, error) {
-	r, err := scanWatermark(s.r.QueryRowContext(ctx, `SELECT `+watermarkCols+` FROM watermarks WHERE payload = ?`, int64(id)))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
+	r, err := queryOne(ctx, s.r, scanWatermark, `SELECT `+watermarkCols+` FROM watermarks WHERE payload = ?`, int64(id))
 	if err != nil {
 		return r, fmt.Errorf("look up watermark %s: %w", id, err)
 	}
@@ -109,10 +106,7 @@ func (s *SQLite) LookupWatermark(ctx context.Context, id WatermarkID) (Watermark
 
 // WatermarkOf implements Registry.
 func (s *SQLite) WatermarkOf(ctx context.Context, videoID string) (WatermarkRecord, error) {
-	r, err := scanWatermark(s.r.QueryRowContext(ctx, `SELECT `+watermarkCols+` FROM watermarks WHERE video_id = ?`, videoID))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
+	r, err := queryOne(ctx, s.r, scanWatermark, `SELECT `+watermarkCols+` FROM watermarks WHERE video_id = ?`, videoID)
 	if err != nil {
 		return r, fmt.Errorf("watermark of %s: %w", videoID, err)
 	}

@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,7 +63,7 @@ func (s *SQLite) SaveReviewItem(ctx context.Context, it review.Item) error {
 	return nil
 }
 
-func scanReviewItem(sc interface{ Scan(...any) error }, now time.Time) (review.Item, float64, error) {
+func scanReviewItem(sc rowScanner, now time.Time) (review.Item, float64, error) {
 	var (
 		raw  string
 		rank float64
@@ -94,12 +93,21 @@ func scanReviewItem(sc interface{ Scan(...any) error }, now time.Time) (review.I
 	return it, rank, nil
 }
 
+// rankedItems scans items as of now, appending each one's stored rank to
+// ranks unless it is nil.
+func rankedItems(now time.Time, ranks *[]float64) func(rowScanner) (review.Item, error) {
+	return func(sc rowScanner) (review.Item, error) {
+		it, rank, err := scanReviewItem(sc, now)
+		if err == nil && ranks != nil {
+			*ranks = append(*ranks, rank)
+		}
+		return it, err
+	}
+}
+
 // GetReviewItem implements ReviewStore.
 func (s *SQLite) GetReviewItem(ctx context.Context, id string) (review.Item, error) {
-	it, _, err := scanReviewItem(s.r.QueryRowContext(ctx, `SELECT item, rank FROM review_items WHERE id = ?`, id), time.Now())
-	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
-	}
+	it, err := queryOne(ctx, s.r, rankedItems(time.Now(), nil), `SELECT item, rank FROM review_items WHERE id = ?`, id)
 	if err != nil {
 		return review.Item{}, fmt.Errorf("get review item %s: %w", id, err)
 	}
@@ -109,15 +117,15 @@ func (s *SQLite) GetReviewItem(ctx context.Context, id string) (review.Item, err
 // A review cursor is the last item's rank (exact, as Go formats float64)
 // and id.
 func encodeReviewCursor(rank float64, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatFloat(rank, 'g', -1, 64) + "|" + id))
+	return sealCursor(strconv.FormatFloat(rank, 'g', -1, 64) + "|" + id)
 }
 
 func decodeReviewCursor(s string) (float64, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := openCursor(s)
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: not base64url", ErrBadCursor)
+		return 0, "", err
 	}
-	r, id, ok := strings.Cut(string(b), "|")
+	r, id, ok := strings.Cut(b, "|")
 	if !ok || id == "" {
 		return 0, "", fmt.Errorf("%w: malformed", ErrBadCursor)
 	}
@@ -131,48 +139,28 @@ func decodeReviewCursor(s string) (float64, string, error) {
 // ListReviewItems implements ReviewStore.
 func (s *SQLite) ListReviewItems(ctx context.Context, q ReviewQuery) ([]review.Item, string, error) {
 	limit := clampLimit(q.Limit)
-	var (
-		where []string
-		args  []any
-	)
+	var where conditions
 	if q.State != "" {
 		if !q.State.Valid() {
 			return nil, "", fmt.Errorf("list review items: %w: unknown state %q", ErrInvalid, q.State)
 		}
-		where, args = append(where, "state = ?"), append(args, q.State)
+		where.add("state = ?", q.State)
 	}
 	if q.VideoID != "" {
-		where, args = append(where, "video_id = ?"), append(args, q.VideoID)
+		where.add("video_id = ?", q.VideoID)
 	}
 	if q.Cursor != "" {
 		rank, id, err := decodeReviewCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("list review items: %w", err)
 		}
-		where, args = append(where, "(rank, id) < (?, ?)"), append(args, rank, id)
+		where.add("(rank, id) < (?, ?)", rank, id)
 	}
-	query := `SELECT item, rank FROM review_items`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	query += ` ORDER BY rank DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := s.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("list review items: %w", err)
-	}
-	defer rows.Close()
-	now := time.Now()
-	items := []review.Item{}
 	var ranks []float64
-	for rows.Next() {
-		it, rank, err := scanReviewItem(rows, now)
-		if err != nil {
-			return nil, "", fmt.Errorf("list review items: %w", err)
-		}
-		items, ranks = append(items, it), append(ranks, rank)
-	}
-	if err := rows.Err(); err != nil {
+	items, err := queryAll(ctx, s.r, rankedItems(time.Now(), &ranks),
+		`SELECT item, rank FROM review_items`+where.clause()+` ORDER BY rank DESC, id DESC LIMIT ?`,
+		append(where.args, limit+1)...)
+	if err != nil {
 		return nil, "", fmt.Errorf("list review items: %w", err)
 	}
 	next := ""

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +107,7 @@ func TestRecheckFindsPolicyDiff(t *testing.T) {
 	}
 
 	// The Drawing policy, sent as text the way the CLI sends a file.
-	policyText := string(mustReadFile(t, testenv.RepoRoot()+"/moderation/policies/test-block-drawing.yaml"))
+	policyText := string(testenv.ReadFile(t, testenv.RepoRoot()+"/moderation/policies/test-block-drawing.yaml"))
 	id, st = s.runRecheck(map[string]any{"policy_yaml": policyText, "page_size": 1, "run_size": 1})
 	p = st["progress"].(map[string]any)
 	t.Logf("drawing re-check %s: %v", id, st)
@@ -221,13 +220,4 @@ func TestRecheckFindsPolicyDiff(t *testing.T) {
 	if code != http.StatusOK || pol["version"] != "test-block-drawing/2026-11-21.3" {
 		t.Fatalf("policy by version: %d %v", code, pol)
 	}
-}
-
-func mustReadFile(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -47,24 +47,35 @@ const (
 const maxStacks = 32
 
 var (
-	stackCount   atomic.Int32
-	temporalOnce sync.Once
-	temporalSrv  *devserver.Server
-	temporalErr  error
+	stackCount atomic.Int32
 
-	clfOnce sync.Once
-	clf     *models.Classifier
-	clfErr  error
-
-	embOnce sync.Once
-	emb     *models.Embedder
-	embErr  error
+	sharedTemporal   shared[*devserver.Server]
+	sharedClassifier shared[*models.Classifier]
+	sharedEmbedder   shared[*models.Embedder]
 )
+
+// shared is one value made for the whole test binary: starting a server or
+// making ONNX sessions once, not per test.
+type shared[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+// get makes the value on first use; a failure fails every test that asks.
+func (s *shared[T]) get(t testing.TB, create func() (T, error)) T {
+	t.Helper()
+	s.once.Do(func() { s.v, s.err = create() })
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	return s.v
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if temporalSrv != nil {
-		temporalSrv.Stop()
+	if srv := sharedTemporal.v; srv != nil {
+		srv.Stop()
 	}
 	os.Exit(code)
 }
@@ -72,55 +83,46 @@ func TestMain(m *testing.M) {
 // temporal starts one headless dev server for the whole test binary.
 func temporal(t testing.TB) *devserver.Server {
 	t.Helper()
-	temporalOnce.Do(func() {
+	return sharedTemporal.get(t, func() (*devserver.Server, error) {
 		logf, _ := os.Create(filepath.Join(os.TempDir(), "lessonflow-integration-temporal.log"))
 		var extra []string
 		for i := range maxStacks {
 			extra = append(extra, fmt.Sprintf("it-%d", i))
 		}
-		temporalSrv, temporalErr = devserver.Start(context.Background(), devserver.Options{
+		return devserver.Start(context.Background(), devserver.Options{
 			CLI: testenv.TemporalCLI(t), Log: logf, ExtraNamespaces: extra})
 	})
-	if temporalErr != nil {
-		t.Fatal(temporalErr)
+}
+
+// loadModel makes the sessions of a model from the repo's models dir, with
+// the settings every in-process worker uses.
+func loadModel[T any](t testing.TB, name string, newModel func(models.Manifest, string, models.Options) (T, error)) (T, error) {
+	m, err := models.LoadManifest(name)
+	if err != nil {
+		var zero T
+		return zero, err
 	}
-	return temporalSrv
+	return newModel(m, testenv.ModelsDir(t), models.Options{IntraOpThreads: 1, BatchSize: 8})
 }
 
 // classifier is shared by every in-process worker: sessions are made once.
 func classifier(t testing.TB) *models.Classifier {
 	t.Helper()
-	clfOnce.Do(func() {
-		if clfErr = models.Init(testenv.ORTLib(t)); clfErr != nil {
-			return
+	return sharedClassifier.get(t, func() (*models.Classifier, error) {
+		if err := models.Init(testenv.ORTLib(t)); err != nil {
+			return nil, err
 		}
-		var m models.Manifest
-		if m, clfErr = models.LoadManifest("nsfw_mobilenet_v2_224"); clfErr != nil {
-			return
-		}
-		clf, clfErr = models.NewClassifier(m, testenv.ModelsDir(t), models.Options{IntraOpThreads: 1, BatchSize: 8})
+		return loadModel(t, "nsfw_mobilenet_v2_224", models.NewClassifier)
 	})
-	if clfErr != nil {
-		t.Fatal(clfErr)
-	}
-	return clf
 }
 
 // embedder is shared like the classifier.
 func embedder(t testing.TB) *models.Embedder {
 	t.Helper()
 	classifier(t) // initialises ONNX Runtime
-	embOnce.Do(func() {
-		var m models.Manifest
-		if m, embErr = models.LoadManifest("mobilenet_v1_1.0_224_embed"); embErr != nil {
-			return
-		}
-		emb, embErr = models.NewEmbedder(m, testenv.ModelsDir(t), models.Options{IntraOpThreads: 1, BatchSize: 8})
+	return sharedEmbedder.get(t, func() (*models.Embedder, error) {
+		return loadModel(t, "mobilenet_v1_1.0_224_embed", models.NewEmbedder)
 	})
-	if embErr != nil {
-		t.Fatal(embErr)
-	}
-	return emb
 }
 
 // stack is one LessonFlow deployment: its own data dir and task queue, a real

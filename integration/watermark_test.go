@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,27 +39,6 @@ func itWatermarkKeys(t testing.TB) *watermark.Keyring {
 		t.Fatal(err)
 	}
 	return &kr
-}
-
-// countPackets returns the video and audio packet counts of a file.
-func countPackets(t *testing.T, path string) (video, audio int) {
-	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=codec_type,nb_read_packets",
-		"-of", "csv=p=0", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
-	}
-	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
-		typ, n, _ := strings.Cut(line, ",")
-		c, _ := strconv.Atoi(strings.TrimSpace(n))
-		switch typ {
-		case "video":
-			video = c
-		case "audio":
-			audio = c
-		}
-	}
-	return video, audio
 }
 
 // topLevelBoxes lists an MP4's top-level box types in order.
@@ -171,8 +149,8 @@ func TestWatermarkEndToEnd(t *testing.T) {
 	if strings.TrimSpace(string(probe)) != "h264,yuv420p" {
 		t.Fatalf("rendition video stream %q, want h264,yuv420p", probe)
 	}
-	sv, sa := countPackets(t, clip)
-	ov, oa := countPackets(t, out)
+	sv, sa := testenv.CountPackets(t, clip)
+	ov, oa := testenv.CountPackets(t, out)
 	if d := ov - sv; d < -1 || d > 1 {
 		t.Fatalf("rendition has %d frames, source %d", ov, sv)
 	}
@@ -297,7 +275,7 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 		t.Fatalf("the retry resumed %d segments; %d were stored at the kill", resumed, stored)
 	}
 	p, _ := s.blobs.LocalPath(r.BlobKey)
-	if v, a := countPackets(t, p); v != 7500 || a == 0 {
+	if v, a := testenv.CountPackets(t, p); v != 7500 || a == 0 {
 		t.Fatalf("rendition has %d frames and %d audio packets", v, a)
 	}
 	kr := itWatermarkKeys(t)

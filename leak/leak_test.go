@@ -9,6 +9,7 @@ import (
 
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/internal/testenv/wmclip"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/watermark"
 )
@@ -29,18 +30,7 @@ func marked(t *testing.T, kr watermark.Keyring, p watermark.Payload) string {
 	src := testenv.Clip(t, "leak-slide-640x360-3s.mp4", "-f", "lavfi", "-i",
 		"color=c=0xF4F4F0:size=640x360:rate=25:duration=3,drawbox=x=60:y=60:w=400:h=24:color=0x303030:t=fill",
 		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
-	emb, err := watermark.NewEmbedder(kr.Current)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(t.TempDir(), "marked.mp4")
-	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: media.EncodeOptions{CRF: 28, Preset: "ultrafast"}},
-		func(f media.RawFrame) error {
-			return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, p)
-		}); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return wmclip.Mark(t, src, kr, p, 28)
 }
 
 func TestDetectAndLookup(t *testing.T) {

@@ -83,25 +83,6 @@ func checkOrder(t *testing.T, path string, want int) {
 	}
 }
 
-func countFrames(t *testing.T, path string) (video, audio int) {
-	t.Helper()
-	out, err := runCmd("ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=codec_type,nb_read_packets", "-of", "csv=p=0", path)
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
-	}
-	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
-		typ, n, _ := strings.Cut(line, ",")
-		c, _ := strconv.Atoi(strings.TrimSpace(n))
-		switch typ {
-		case "video":
-			video = c
-		case "audio":
-			audio = c
-		}
-	}
-	return video, audio
-}
-
 func runCmd(name string, args ...string) (string, error) {
 	b, err := exec.Command(name, args...).CombinedOutput()
 	return string(b), err
@@ -139,7 +120,7 @@ func TestTranscodeKeepsFramesOrderAndAudio(t *testing.T) {
 			t.Errorf("segment %d: %+v", i, s)
 		}
 	}
-	v, a := countFrames(t, dst)
+	v, a := testenv.CountPackets(t, dst)
 	if v != 100 || a == 0 {
 		t.Fatalf("output has %d video frames and %d audio packets, want 100 and some", v, a)
 	}
@@ -175,8 +156,8 @@ func TestTranscodeRealClip(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ffprobe counts 377 frames at 12.5 fps in the source.
-	sv, sa := countFrames(t, src)
-	v, a := countFrames(t, dst)
+	sv, sa := testenv.CountPackets(t, src)
+	v, a := testenv.CountPackets(t, dst)
 	if res.Frames != sv || v != sv {
 		t.Fatalf("frames: pass %d, output %d, source %d", res.Frames, v, sv)
 	}

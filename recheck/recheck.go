@@ -33,6 +33,22 @@ const (
 // WorkflowID is the batch workflow's id.
 func WorkflowID(batchID string) string { return "recheck-" + batchID }
 
+// Input starts a batch workflow, or continues one: Progress carries where
+// the walk is across continue-as-new. It lives here, not with the workflow,
+// so the API can start a batch without linking the worker's packages.
+type Input struct {
+	BatchID     string          `json:"batch_id"`
+	Policy      PolicyRef       `json:"policy"`
+	States      []catalog.State `json:"states"`
+	RequestedBy string          `json:"requested_by"`
+	// PageSize videos are listed and re-checked side by side; after RunSize
+	// videos the workflow continues as new, so history stays small however
+	// many videos there are.
+	PageSize int      `json:"page_size"`
+	RunSize  int      `json:"run_size"`
+	Progress Progress `json:"progress"`
+}
+
 // DefaultStates are the videos a batch walks unless told otherwise: every
 // video a verdict has been applied to.
 var DefaultStates = []catalog.State{catalog.StatePublished, catalog.StateApproved, catalog.StateBlocked}

@@ -168,16 +168,15 @@ func (e *Engine) Recommend(ctx context.Context, q Query) ([]Item, error) {
 	}
 	signals := Signals(events, durations, now, o.HalfLife)
 	anchors := pickAnchors(signals, o.Anchors)
-	vectors := make(map[string][]float32, len(anchors))
-	for _, s := range anchors {
-		l, err := e.Vectors.Get(ctx, s.LessonID)
-		if errors.Is(err, vectorstore.ErrNotFound) {
-			continue // no longer indexed (blocked, or not yet in this model's collection)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("recommend for %s: %w", q.UserID, err)
-		}
-		vectors[s.LessonID] = l.Vector
+	anchorIDs := make([]string, len(anchors))
+	for i, s := range anchors {
+		anchorIDs[i] = s.LessonID
+	}
+	// A lesson no longer indexed (blocked, or not yet in this model's
+	// collection) has no vector and does not count.
+	vectors, err := e.vectors(ctx, anchorIDs)
+	if err != nil {
+		return nil, fmt.Errorf("recommend for %s: %w", q.UserID, err)
 	}
 	profile := ProfileVector(anchors, vectors)
 	if profile == nil {
@@ -267,6 +266,41 @@ func becauseOf(positives []anchor, vec []float32) string {
 	return "similar to " + strconv.Quote(a.title) + ", which you " + verb
 }
 
+// batchGetter is a vector store that reads many lessons in one call
+// (vectorstore.SQLiteVec): one query instead of one per id.
+type batchGetter interface {
+	GetMany(ctx context.Context, ids []string) (map[string]vectorstore.Lesson, error)
+}
+
+// vectors reads the vectors of the indexed lessons among ids (distinct);
+// the others are absent from the map.
+func (e *Engine) vectors(ctx context.Context, ids []string) (map[string][]float32, error) {
+	out := make(map[string][]float32, len(ids))
+	if bg, ok := e.Vectors.(batchGetter); ok {
+		for start := 0; start < len(ids); start += vectorstore.MaxBatch {
+			m, err := bg.GetMany(ctx, ids[start:min(start+vectorstore.MaxBatch, len(ids))])
+			if err != nil {
+				return nil, err
+			}
+			for id, l := range m {
+				out[id] = l.Vector
+			}
+		}
+		return out, nil
+	}
+	for _, id := range ids {
+		l, err := e.Vectors.Get(ctx, id)
+		if errors.Is(err, vectorstore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[id] = l.Vector
+	}
+	return out, nil
+}
+
 // lessons looks ids up in the catalog in chunks.
 func (e *Engine) lessons(ctx context.Context, ids []string) (map[string]catalog.Lesson, error) {
 	out := make(map[string]catalog.Lesson, len(ids))
@@ -312,14 +346,18 @@ func (e *Engine) rank(ctx context.Context, hits []vectorstore.Hit, limit int, o 
 	// MMR and reasons need the candidates' vectors; only the best few
 	// (3x the answer) take part, which bounds the reads.
 	cands = cands[:min(len(cands), 3*limit)]
+	candIDs := make([]string, len(cands))
+	for i, c := range cands {
+		candIDs[i] = c.hit.ID
+	}
+	byID, err := e.vectors(ctx, candIDs)
+	if err != nil {
+		return nil, err
+	}
 	rel := make([]float64, len(cands))
 	vecs := make([][]float32, len(cands))
 	for i := range cands {
-		l, err := e.Vectors.Get(ctx, cands[i].hit.ID)
-		if err != nil && !errors.Is(err, vectorstore.ErrNotFound) {
-			return nil, err
-		}
-		cands[i].vec, vecs[i] = l.Vector, l.Vector
+		cands[i].vec, vecs[i] = byID[cands[i].hit.ID], byID[cands[i].hit.ID]
 		rel[i] = o.Similarity*cands[i].hit.Score + o.Freshness*freshness(cands[i].lesson.PublishedAt, now, o.FreshnessScale) +
 			o.Popularity*popularity(cands[i].lesson.Stats.Popularity(), maxPop)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/lessonflow/lessonflow/internal/sqlitedb"
@@ -20,9 +21,11 @@ import (
 // 400 candidates on the bench-recs generator's vectors, 1.00 once centred).
 //
 // The centre is the mean of the stored vectors, kept in the file (table
-// quantizer) with a generation number. Stored codes and query codes must use
-// the same centre, so the centre only changes by a refit, which recomputes
-// every code in the same transaction and bumps the generation; a search
+// quantizer) with a generation number; the IVF lists' centroids
+// (sqlitevec_ivf.go) are fitted with it and kept in the same row. Stored
+// codes and query codes must use the same centre (and lists), so they only
+// change by a refit, which recomputes every code in the same transaction
+// and bumps the generation; a search
 // reads the generation in the same statement as the codes and re-encodes
 // its query if another connection or process has refitted meanwhile.
 //
@@ -41,6 +44,10 @@ const quantFreezeAt = 1 << 16
 type quantizer struct {
 	gen    int64 // 0: never fitted (then there are no codes)
 	centre []float32
+	// centroids of the IVF lists (sqlitevec_ivf.go), nil when the
+	// collection has none; halfNorms[i] is |centroids[i]|²/2.
+	centroids [][]float32
+	halfNorms []float32
 }
 
 // codeBytes is the size of a code: sqlite-vec bit vectors have a multiple of
@@ -79,9 +86,9 @@ func readQuantizer(ctx context.Context, db interface {
 }, dim int) (*quantizer, int64, error) {
 	var (
 		gen, fitted int64
-		blob        []byte
+		blob, cblob []byte
 	)
-	err := db.QueryRowContext(ctx, `SELECT generation, centre, fitted_count FROM quantizer`).Scan(&gen, &blob, &fitted)
+	err := db.QueryRowContext(ctx, `SELECT generation, centre, fitted_count, centroids FROM quantizer`).Scan(&gen, &blob, &fitted, &cblob)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &quantizer{}, 0, nil
 	}
@@ -92,7 +99,13 @@ func readQuantizer(ctx context.Context, db interface {
 	if err != nil {
 		return nil, 0, fmt.Errorf("read quantizer: %w", err)
 	}
-	return &quantizer{gen: gen, centre: centre}, fitted, nil
+	cs, err := decodeCentroids(cblob, dim)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read quantizer: %w", err)
+	}
+	q := &quantizer{gen: gen, centre: centre}
+	q.setCentroids(cs)
+	return q, fitted, nil
 }
 
 // createCodes creates the (empty) table of codes.
@@ -101,18 +114,31 @@ func createCodes(ctx context.Context, tx *sql.Tx, dim int) error {
 	_, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE VIRTUAL TABLE lesson_codes USING vec0(
 		language TEXT PARTITION KEY,
 		level INTEGER PARTITION KEY,
+		cluster INTEGER PARTITION KEY,
 		code BIT[%d],
 		chunk_size=%d
 	)`, 8*codeBytes(dim), sqliteChunkSize))
+	if err != nil {
+		return err
+	}
+	// sqlite-vec finds the chunks of a partition by a query on its shadow
+	// table lesson_codes_chunks (partition00 = language, 01 = level, 02 =
+	// cluster) that has no index: without this one, each probed list would
+	// read every chunk row. SQLite maintains it on vec0's own writes and
+	// drops it with the table.
+	_, err = tx.ExecContext(ctx, `CREATE INDEX lesson_codes_chunks_partition
+		ON lesson_codes_chunks (partition02, partition00, partition01)`)
 	return err
 }
 
-// refit computes the centre of every stored vector and rewrites every code
-// with it, in tx. It reads the vectors twice (the mean first), 1000 at a
-// time, so memory stays small whatever the collection's size.
-func refit(ctx context.Context, tx *sql.Tx, dim int) (*quantizer, error) {
+// refit computes the centre of every stored vector and the IVF lists of a
+// sample of them, and rewrites every code with them, in tx. It reads the
+// vectors twice (the mean and the sample first), 1000 at a time, so memory
+// stays small whatever the collection's size.
+func refit(ctx context.Context, tx *sql.Tx, dim int, opts SQLiteVecOptions) (*quantizer, error) {
 	sum := make([]float64, dim)
 	var n int64
+	sample := &reservoir{cap: kmeansSamplePerList * max(1, opts.Clusters), rng: rand.New(rand.NewPCG(uint64(dim), 7))}
 	rows, err := tx.QueryContext(ctx, `SELECT embedding FROM lesson_data`)
 	if err != nil {
 		return nil, fmt.Errorf("refit: %w", err)
@@ -127,7 +153,11 @@ func refit(ctx context.Context, tx *sql.Tx, dim int) (*quantizer, error) {
 			rows.Close()
 			return nil, fmt.Errorf("refit: stored vector of %d bytes, want %d", len(blob), 4*dim)
 		}
-		addVector(sum, blob)
+		v, _ := decodeVector(blob, dim)
+		for i, x := range v {
+			sum[i] += float64(x)
+		}
+		sample.add(v)
 		n++
 	}
 	if err := rows.Close(); err != nil {
@@ -147,6 +177,8 @@ func refit(ctx context.Context, tx *sql.Tx, dim int) (*quantizer, error) {
 		return nil, fmt.Errorf("refit: %w", err)
 	}
 	q.gen = gen + 1
+	q.setCentroids(kmeans(sample.vecs, listsFor(n, opts.Clusters, opts.MinListSize), uint64(n)))
+	sample = nil
 
 	// Dropping and recreating the table also compacts it: sqlite-vec leaves
 	// the slots of deleted rows empty.
@@ -156,7 +188,7 @@ func refit(ctx context.Context, tx *sql.Tx, dim int) (*quantizer, error) {
 	if err := createCodes(ctx, tx, dim); err != nil {
 		return nil, fmt.Errorf("refit: %w", err)
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO lesson_codes (rowid, language, level, code) VALUES (?, ?, ?, vec_bit(?))`)
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO lesson_codes (rowid, language, level, cluster, code) VALUES (?, ?, ?, ?, vec_bit(?))`)
 	if err != nil {
 		return nil, fmt.Errorf("refit: %w", err)
 	}
@@ -203,7 +235,7 @@ func refit(ctx context.Context, tx *sql.Tx, dim int) (*quantizer, error) {
 			break
 		}
 		for _, r := range page {
-			if _, err := ins.ExecContext(ctx, r.seq, r.language, r.level, q.encode(r.vec)); err != nil {
+			if _, err := ins.ExecContext(ctx, r.seq, r.language, r.level, q.nearestList(r.vec), q.encode(r.vec)); err != nil {
 				return nil, fmt.Errorf("refit: code of row %d: %w", r.seq, err)
 			}
 		}
@@ -213,19 +245,11 @@ func refit(ctx context.Context, tx *sql.Tx, dim int) (*quantizer, error) {
 		return nil, fmt.Errorf("refit: %w", err)
 	}
 	buf := make([]byte, 4*dim)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO quantizer (generation, centre, fitted_count, fitted_at) VALUES (?, ?, ?, ?)`,
-		q.gen, encodeVector(buf, q.centre), n, time.Now().UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO quantizer (generation, centre, fitted_count, fitted_at, centroids) VALUES (?, ?, ?, ?, ?)`,
+		q.gen, encodeVector(buf, q.centre), n, time.Now().UnixMilli(), encodeCentroids(q.centroids)); err != nil {
 		return nil, fmt.Errorf("refit: %w", err)
 	}
 	return q, nil
-}
-
-// addVector adds a stored float32 blob to sum.
-func addVector(sum []float64, blob []byte) {
-	v, _ := decodeVector(blob, len(sum))
-	for i, x := range v {
-		sum[i] += float64(x)
-	}
 }
 
 // QuantInfo describes the embedded store's quantisation, for benchmarks
@@ -239,14 +263,17 @@ type QuantInfo struct {
 	// Rescore and MinCandidates are the store's options: a search rescores
 	// max(MinCandidates, Rescore*(k+excluded)) hamming-nearest candidates.
 	Rescore, MinCandidates int
+	// Lists is how many IVF lists the codes are split into (0: none, every
+	// search scans all codes); a search scans the Probe nearest.
+	Lists, Probe int
 }
 
 // Quantization reports the centre's generation and what it was fitted on.
 func (s *SQLiteVec) Quantization(ctx context.Context) (QuantInfo, error) {
-	info := QuantInfo{Rescore: s.opts.Rescore, MinCandidates: s.opts.MinCandidates}
+	info := QuantInfo{Rescore: s.opts.Rescore, MinCandidates: s.opts.MinCandidates, Probe: s.opts.Probe}
 	var at int64
-	err := s.r.QueryRowContext(ctx, `SELECT generation, fitted_count, fitted_at FROM quantizer`).
-		Scan(&info.Generation, &info.FittedCount, &at)
+	err := s.r.QueryRowContext(ctx, `SELECT generation, fitted_count, fitted_at, coalesce(length(centroids), 0) / ? FROM quantizer`, 4*s.dim).
+		Scan(&info.Generation, &info.FittedCount, &at, &info.Lists)
 	if errors.Is(err, sql.ErrNoRows) {
 		return info, nil
 	}
@@ -264,7 +291,7 @@ func (s *SQLiteVec) Requantize(ctx context.Context) error {
 	var q *quantizer
 	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
 		var err error
-		q, err = refit(ctx, tx, s.dim)
+		q, err = refit(ctx, tx, s.dim, s.opts)
 		return err
 	})
 	if err != nil {

@@ -17,20 +17,8 @@ import (
 // RecheckWorkflowName is the registered name of the re-check batch workflow.
 const RecheckWorkflowName = recheck.WorkflowName
 
-// RecheckInput starts a re-check batch, or continues one: Progress carries
-// where the walk is across continue-as-new.
-type RecheckInput struct {
-	BatchID     string            `json:"batch_id"`
-	Policy      recheck.PolicyRef `json:"policy"`
-	States      []catalog.State   `json:"states"`
-	RequestedBy string            `json:"requested_by"`
-	// PageSize videos are listed and re-checked side by side; after RunSize
-	// videos the workflow continues as new, so history stays small however
-	// many videos there are.
-	PageSize int              `json:"page_size"`
-	RunSize  int              `json:"run_size"`
-	Progress recheck.Progress `json:"progress"`
-}
+// RecheckInput starts a re-check batch, or continues one.
+type RecheckInput = recheck.Input
 
 // Recheck walks the videos in the batch's states page by page, re-checks
 // each in shadow under the batch's policy, and sends every verdict that
@@ -106,8 +94,16 @@ func Recheck(ctx workflow.Context, in RecheckInput) (recheck.Progress, error) {
 			if !r.NeedsReview || r.ReviewItemID != "" {
 				continue
 			}
-			itemID, err := sendRecheckToReview(ctx, in, r)
-			if err != nil {
+			// One re-check review per video at a time: a video another
+			// batch already sent to review is not queued twice; this
+			// batch's result names the open item instead.
+			var itemID string
+			if err := workflow.ExecuteActivity(short, a.OpenRecheckReview, r.VideoID).Get(ctx, &itemID); err != nil {
+				return finishRecheck(ctx, short, &p, err)
+			}
+			if itemID != "" {
+				log.Info("video already in a re-check review: not sent again", "video", r.VideoID, "item", itemID)
+			} else if itemID, err = sendRecheckToReview(ctx, in, r); err != nil {
 				log.Warn("could not send a changed verdict to review", "video", r.VideoID, "error", err)
 				p.Skipped++
 				continue
@@ -188,7 +184,7 @@ func sendRecheckToReview(ctx workflow.Context, in RecheckInput, r activities.Rec
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, ReviewWorkflowName, ReviewInput{
-		VideoID: r.VideoID, Kind: review.KindRecheck, Reason: r.Reason, Diff: r.Diff,
+		VideoID: r.VideoID, Kind: review.KindRecheck, Reason: r.Reason, Diff: r.Diff, BatchID: in.BatchID,
 	})
 	var we workflow.Execution
 	if err := child.GetChildWorkflowExecution().Get(ctx, &we); err != nil {

@@ -35,6 +35,7 @@ func recheckEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *activities.A
 	}, workflow.RegisterOptions{Name: workflows.ReviewWorkflowName})
 	a := &activities.Activities{}
 	env.RegisterActivity(a)
+	env.OnActivity(a.OpenRecheckReview, mock.Anything, mock.Anything).Return("", nil).Maybe()
 	return env, a, &reviews
 }
 

@@ -51,6 +51,9 @@ type ReviewInput struct {
 	Statement string `json:"statement,omitempty"`
 	// Diff describes what a re-check changed.
 	Diff string `json:"diff,omitempty"`
+	// BatchID is a re-check item's batch: its evidence is the batch's
+	// verdict and frames.
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // ReviewResult is how a review ended.
@@ -158,7 +161,7 @@ func Review(ctx workflow.Context, in ReviewInput) (ReviewResult, error) {
 		StartToCloseTimeout: 2 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{activities.ErrReviewGone}},
-	}), a.PrepareReview, activities.PrepareReviewInput{ItemID: itemID, VideoID: in.VideoID, Kind: in.Kind}).Get(ctx, &setup)
+	}), a.PrepareReview, activities.PrepareReviewInput{ItemID: itemID, VideoID: in.VideoID, Kind: in.Kind, BatchID: in.BatchID}).Get(ctx, &setup)
 	if err != nil {
 		return ReviewResult{}, err
 	}

@@ -21,10 +21,7 @@ import (
 // Run runs the contract suite. newStore must return a new, empty store each
 // time it is called; Run closes it when the test ends.
 func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s catalog.Store)
-	}{
+	tests := []storeTest[catalog.Store]{
 		{"CreateGet", testCreateGet},
 		{"CreateIdempotent", testCreateIdempotent},
 		{"CreateConcurrent", testCreateConcurrent},
@@ -45,6 +42,18 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 	tests = append(tests, eventTests...)
 	tests = append(tests, reviewTests...)
 	tests = append(tests, registryTests...)
+	runTests(t, newStore, tests)
+}
+
+// storeTest is one named test of a suite over stores of type S.
+type storeTest[S any] struct {
+	name string
+	fn   func(t *testing.T, s S)
+}
+
+// runTests runs each test as a subtest on a new store from newStore and
+// closes the store when the subtest ends.
+func runTests[S interface{ Close() error }](t *testing.T, newStore func(t *testing.T) S, tests []storeTest[S]) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -55,6 +64,18 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 			})
 			tc.fn(t, s)
 		})
+	}
+}
+
+// as adapts a test of an interface a backend must also implement, failing
+// for a store that does not.
+func as[I any](fn func(t *testing.T, s catalog.Store, x I)) func(t *testing.T, s catalog.Store) {
+	return func(t *testing.T, s catalog.Store) {
+		x, ok := s.(I)
+		if !ok {
+			t.Fatalf("%T does not implement %v", s, reflect.TypeFor[I]())
+		}
+		fn(t, s, x)
 	}
 }
 

@@ -12,25 +12,12 @@ import (
 
 // eventTests are the EventStore contract, run by Run: every catalog.Store
 // backend must also be an EventStore (recommendations read it).
-var eventTests = []struct {
-	name string
-	fn   func(t *testing.T, s catalog.Store)
-}{
-	{"EventsPublish", withEvents(testPublish)},
-	{"EventsRecordIdempotent", withEvents(testRecordIdempotent)},
-	{"EventsRecordInvalid", withEvents(testRecordInvalid)},
-	{"EventsRecordConcurrent", withEvents(testRecordConcurrent)},
-	{"EventsPublishedLessons", withEvents(testPublishedLessons)},
-}
-
-func withEvents(fn func(t *testing.T, s catalog.Store, es catalog.EventStore)) func(t *testing.T, s catalog.Store) {
-	return func(t *testing.T, s catalog.Store) {
-		es, ok := s.(catalog.EventStore)
-		if !ok {
-			t.Fatalf("%T does not implement catalog.EventStore", s)
-		}
-		fn(t, s, es)
-	}
+var eventTests = []storeTest[catalog.Store]{
+	{"EventsPublish", as(testPublish)},
+	{"EventsRecordIdempotent", as(testRecordIdempotent)},
+	{"EventsRecordInvalid", as(testRecordInvalid)},
+	{"EventsRecordConcurrent", as(testRecordConcurrent)},
+	{"EventsPublishedLessons", as(testPublishedLessons)},
 }
 
 // published creates a video with the given language and level and

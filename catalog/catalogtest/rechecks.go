@@ -20,10 +20,7 @@ type RecheckStore interface {
 // RunRechecks runs the re-check part of the contract. newStore must return a
 // new, empty store each time; RunRechecks closes it when the test ends.
 func RunRechecks(t *testing.T, newStore func(t *testing.T) RecheckStore) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s RecheckStore)
-	}{
+	tests := []storeTest[RecheckStore]{
 		{"BatchCreateGet", testBatchCreateGet},
 		{"BatchFinish", testBatchFinish},
 		{"ResultIdempotent", testResultIdempotent},
@@ -31,17 +28,7 @@ func RunRechecks(t *testing.T, newStore func(t *testing.T) RecheckStore) {
 		{"ResultPages", testResultPages},
 		{"ResultReviewItem", testResultReviewItem},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tc.fn(t, s)
-		})
-	}
+	runTests(t, newStore, tests)
 }
 
 func sampleBatch(id string) catalog.RecheckBatch {

@@ -13,25 +13,12 @@ import (
 
 // registryTests are the Registry contract, run by Run: every catalog.Store
 // backend must also be a Registry (the watermark pass and detection use it).
-var registryTests = []struct {
-	name string
-	fn   func(t *testing.T, s catalog.Store)
-}{
-	{"WatermarkRegisterIdempotent", withRegistry(testRegisterIdempotent)},
-	{"WatermarkRegisterInvalid", withRegistry(testRegisterInvalid)},
-	{"WatermarkRegisterConcurrent", withRegistry(testRegisterConcurrent)},
-	{"WatermarkIDsUnique", withRegistry(testWatermarkIDsUnique)},
-	{"Rendition", withRegistry(testRendition)},
-}
-
-func withRegistry(fn func(t *testing.T, s catalog.Store, r catalog.Registry)) func(t *testing.T, s catalog.Store) {
-	return func(t *testing.T, s catalog.Store) {
-		r, ok := s.(catalog.Registry)
-		if !ok {
-			t.Fatalf("%T does not implement catalog.Registry", s)
-		}
-		fn(t, s, r)
-	}
+var registryTests = []storeTest[catalog.Store]{
+	{"WatermarkRegisterIdempotent", as(testRegisterIdempotent)},
+	{"WatermarkRegisterInvalid", as(testRegisterInvalid)},
+	{"WatermarkRegisterConcurrent", as(testRegisterConcurrent)},
+	{"WatermarkIDsUnique", as(testWatermarkIDsUnique)},
+	{"Rendition", as(testRendition)},
 }
 
 func testRegisterIdempotent(t *testing.T, s catalog.Store, r catalog.Registry) {

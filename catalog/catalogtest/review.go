@@ -12,24 +12,12 @@ import (
 
 // reviewTests are the ReviewStore contract, run by Run: every catalog.Store
 // backend must also be a ReviewStore (the review queue lists from it).
-var reviewTests = []struct {
-	name string
-	fn   func(t *testing.T, s catalog.Store)
-}{
-	{"ReviewSaveGet", withReview(testReviewSaveGet)},
-	{"ReviewVersions", withReview(testReviewVersions)},
-	{"ReviewListOrder", withReview(testReviewListOrder)},
-	{"ReviewUploaderHistory", withReview(testReviewUploaderHistory)},
-}
-
-func withReview(fn func(t *testing.T, s catalog.Store, rs catalog.ReviewStore)) func(t *testing.T, s catalog.Store) {
-	return func(t *testing.T, s catalog.Store) {
-		rs, ok := s.(catalog.ReviewStore)
-		if !ok {
-			t.Fatalf("%T does not implement catalog.ReviewStore", s)
-		}
-		fn(t, s, rs)
-	}
+var reviewTests = []storeTest[catalog.Store]{
+	{"ReviewSaveGet", as(testReviewSaveGet)},
+	{"ReviewVersions", as(testReviewVersions)},
+	{"ReviewListOrder", as(testReviewListOrder)},
+	{"ReviewUploaderHistory", as(testReviewUploaderHistory)},
+	{"DecisionsPage", as(testDecisionsPage)},
 }
 
 func sampleItem(id, videoID string, base float64, created time.Time) review.Item {
@@ -201,5 +189,57 @@ func testReviewUploaderHistory(t *testing.T, s catalog.Store, rs catalog.ReviewS
 	}
 	if n, err := rs.Audience(ctx, "h0"); n != 0 || err != nil {
 		t.Fatalf("audience of an unseen lesson: %d %v", n, err)
+	}
+}
+
+// testDecisionsPage: the decision log pages oldest first, one video only,
+// stable while decisions are appended; foreign cursors and unknown videos
+// are refused.
+func testDecisionsPage(t *testing.T, s catalog.Store, dp catalog.DecisionPager) {
+	create(t, s, sampleVideo("dp1"))
+	create(t, s, sampleVideo("dp2"))
+	for i := range 5 {
+		for _, id := range []string{"dp1", "dp2"} {
+			if _, _, err := s.AppendDecision(ctx, catalog.Decision{VideoID: id, Key: fmt.Sprintf("k%d", i), Actor: "model:m",
+				Outcome: "approved", Reason: fmt.Sprintf("r%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		ds, next, err := dp.DecisionsPage(ctx, catalog.DecisionQuery{VideoID: "dp1", Limit: 2, Cursor: cursor})
+		if err != nil || len(ds) > 2 || pages > 3 {
+			t.Fatalf("page %d: %v %v", pages, ds, err)
+		}
+		for _, d := range ds {
+			if d.VideoID != "dp1" {
+				t.Fatalf("another video's decision %+v", d)
+			}
+			got = append(got, d.Reason)
+		}
+		if pages == 0 {
+			// Appended while paging: shows up at the end, nothing repeats.
+			if _, _, err := s.AppendDecision(ctx, catalog.Decision{VideoID: "dp1", Key: "k5", Actor: "reviewer:r", Outcome: "blocked", Reason: "r5"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if fmt.Sprint(got) != "[r0 r1 r2 r3 r4 r5]" {
+		t.Fatalf("paged log %v", got)
+	}
+	if ds, next, err := dp.DecisionsPage(ctx, catalog.DecisionQuery{VideoID: "dp2"}); err != nil || len(ds) != 5 || next != "" {
+		t.Fatalf("default page: %d %q %v", len(ds), next, err)
+	}
+	if _, _, err := dp.DecisionsPage(ctx, catalog.DecisionQuery{VideoID: "dp1", Cursor: "??"}); !errors.Is(err, catalog.ErrBadCursor) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+	if _, _, err := dp.DecisionsPage(ctx, catalog.DecisionQuery{VideoID: "nope"}); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("unknown video: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +42,9 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 10*time.Second, "length of the throughput run")
 	inflight := fs.Int("inflight", 64, "most requests in flight in the throughput run (the load generator's bound)")
 	label := fs.String("label", "", "build label for the table (e.g. default, AVX2)")
+	clusters := fs.Int("clusters", vectorstore.DefaultSQLiteVecOptions.Clusters, "most IVF lists of the embedded store (1: none)")
+	probe := fs.Int("probe", vectorstore.DefaultSQLiteVecOptions.Probe, "IVF lists scanned per search")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run (server and load generator) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,7 +67,9 @@ func runBenchRecs(ctx context.Context, args []string) error {
 		return fmt.Errorf("seed catalog: %w", err)
 	}
 	collection := vectorstore.CollectionName("bench", *dim)
-	vs, err := vectorstore.OpenSQLiteVec(dir, collection, *dim)
+	opts := vectorstore.DefaultSQLiteVecOptions
+	opts.Clusters, opts.Probe = *clusters, *probe
+	vs, err := vectorstore.OpenSQLiteVecOptions(dir, collection, *dim, opts)
 	if err != nil {
 		return err
 	}
@@ -84,7 +90,7 @@ func runBenchRecs(ctx context.Context, args []string) error {
 		return err
 	}
 	reloadStart := time.Now()
-	if vs, err = vectorstore.OpenSQLiteVec(dir, collection, *dim); err != nil {
+	if vs, err = vectorstore.OpenSQLiteVecOptions(dir, collection, *dim, opts); err != nil {
 		return err
 	}
 	defer vs.Close()
@@ -189,6 +195,16 @@ func runBenchRecs(ctx context.Context, args []string) error {
 		total         = int(duration.Seconds() * float64(*rate))
 		throughputBeg = time.Now()
 	)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	for i := range total {
 		// The run lasts `duration`: what could not start by then is unsent.
 		if time.Since(throughputBeg) > *duration {
@@ -225,6 +241,9 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(throughputBeg)
+	if *cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
 	achieved := float64(okN.Load()) / elapsed.Seconds()
 
 	// Recall@10 of the store's search against exact float search in Go,
@@ -286,8 +305,8 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	fmt.Printf("| index build (%d upserts of %d) | %s | ≤ 60 s |\n", (*lessons+vectorstore.MaxBatch-1)/vectorstore.MaxBatch, vectorstore.MaxBatch, build.Round(10*time.Millisecond))
 	fmt.Printf("| reload after restart (open + first search) | %s | ≤ 5 s |\n", ms(reload))
 	fmt.Printf("| RSS now / peak (VmRSS / VmHWM, includes the mapped vector file) | %s / %s | reported |\n", rss, hwm)
-	fmt.Printf("| quantisation: bit[%d] codes centred on the mean of %d vectors (generation %d), max(%d, %d × (k + excluded)) candidates rescored | | |\n\n",
-		*dim, quant.FittedCount, quant.Generation, quant.MinCandidates, quant.Rescore)
+	fmt.Printf("| quantisation: bit[%d] codes centred on the mean of %d vectors (generation %d), %d IVF lists (%d scanned), max(%d, %d × (k + excluded)) candidates rescored | | |\n\n",
+		*dim, quant.FittedCount, quant.Generation, quant.Lists, min(quant.Probe, max(1, quant.Lists)), quant.MinCandidates, quant.Rescore)
 	if firstErr != nil {
 		fmt.Printf("first error under load: %v\n", firstErr)
 	}

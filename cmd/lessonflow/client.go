@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/config"
 )
 
@@ -219,7 +220,9 @@ func (c *apiClient) video(ctx context.Context, id string) (videoStatus, error) {
 	return v, err
 }
 
-// follow prints stage changes until the video leaves `processing`.
+// follow prints stage changes until the video settles: published, blocked,
+// waiting for a reviewer, rejected or failed. `approved` is not settled: the
+// watermark and index stages still run.
 func follow(ctx context.Context, c *apiClient, id string) error {
 	seen := map[string]string{}
 	for {
@@ -233,7 +236,7 @@ func follow(ctx context.Context, c *apiClient, id string) error {
 				fmt.Printf("  %-15s %-10s%s\n", s.Name, s.State, stageTiming(s.StartedAt, s.FinishedAt, s.Attempts))
 			}
 		}
-		if v.State != "processing" {
+		if v.State != string(catalog.StateProcessing) && v.State != string(catalog.StateApproved) {
 			printOutcome(v)
 			return nil
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lessonflow/lessonflow/config"
 	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/recheck"
 )
 
 const recheckUsage = `usage:
@@ -35,20 +36,11 @@ func activePolicy(cfg config.Config) *moderation.Policy {
 
 // recheckStatus is what the CLI prints of GET /v1/admin/rechecks/{id}.
 type recheckStatus struct {
-	ID            string `json:"id"`
-	State         string `json:"state"`
-	PolicyVersion string `json:"policy_version"`
-	Error         string `json:"error"`
-	Progress      struct {
-		Done         bool   `json:"done"`
-		State        string `json:"state"`
-		Processed    int    `json:"processed"`
-		Changed      int    `json:"changed"`
-		Errors       int    `json:"errors"`
-		SentToReview int    `json:"sent_to_review"`
-		Skipped      int    `json:"skipped"`
-		Runs         int    `json:"runs"`
-	} `json:"progress"`
+	ID            string           `json:"id"`
+	State         string           `json:"state"`
+	PolicyVersion string           `json:"policy_version"`
+	Error         string           `json:"error"`
+	Progress      recheck.Progress `json:"progress"`
 }
 
 // runRecheck starts a re-check batch through the API (admin key), or shows

@@ -362,6 +362,7 @@ func devKeys(cfg config.Config) (map[string]string, error) {
 func printBanner(cfg config.Config, uiURL string, keys map[string]string, withWorker bool) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLessonFlow is running.\n  API:         http://%s  (OpenAPI: http://%s/openapi.json)\n", cfg.HTTPAddr, cfg.HTTPAddr)
+	fmt.Fprintf(&b, "  Review page: http://%s/review/  (sign in with the reviewer key)\n", cfg.HTTPAddr)
 	if uiURL != "" {
 		fmt.Fprintf(&b, "  Temporal UI: %s\n", uiURL)
 	}

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -117,6 +119,28 @@ func Clip(t testing.TB, name string, args ...string) string {
 	return out
 }
 
+// CountPackets returns the video and audio packet counts of a media file,
+// as ffprobe reads them (for a video stream, its frames).
+func CountPackets(t testing.TB, path string) (video, audio int) {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=codec_type,nb_read_packets",
+		"-of", "csv=p=0", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		typ, n, _ := strings.Cut(line, ",")
+		c, _ := strconv.Atoi(strings.TrimSpace(n))
+		switch typ {
+		case "video":
+			video = c
+		case "audio":
+			audio = c
+		}
+	}
+	return video, audio
+}
+
 func mustExist(t testing.TB, p string) string {
 	t.Helper()
 	if _, err := os.Stat(p); err != nil {
@@ -134,4 +158,14 @@ func Open(t testing.TB, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// ReadFile reads a whole file, failing the test if it cannot.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

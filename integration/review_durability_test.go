@@ -1,0 +1,162 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+
+	"github.com/lessonflow/lessonflow/activities"
+	"github.com/lessonflow/lessonflow/api"
+	"github.com/lessonflow/lessonflow/webhook"
+	"github.com/lessonflow/lessonflow/workflows"
+)
+
+// stallingReceiver is a webhook endpoint that verifies every delivery and
+// records its delivery id and event, but holds the first delivery open
+// until the sender goes away: the worker delivering it is then killed
+// with the decision recorded and the webhook still in flight.
+type stallingReceiver struct {
+	mu       sync.Mutex
+	ids      []string
+	events   []webhook.Event
+	rejected int
+	first    chan struct{} // closed when the first delivery arrived
+	srv      *httptest.Server
+}
+
+func newStallingReceiver(t *testing.T) *stallingReceiver {
+	h := &stallingReceiver{first: make(chan struct{})}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ev webhook.Event
+		h.mu.Lock()
+		if err := webhook.Verify([]byte(hookSecret), r.Header.Get(webhook.HeaderSignature), body, time.Now(), webhook.DefaultTolerance); err != nil ||
+			json.Unmarshal(body, &ev) != nil || ev.ID != r.Header.Get("X-LessonFlow-Delivery") {
+			h.rejected++
+			h.mu.Unlock()
+			http.Error(w, "bad delivery", http.StatusUnauthorized)
+			return
+		}
+		h.ids, h.events = append(h.ids, ev.ID), append(h.events, ev)
+		n := len(h.ids)
+		h.mu.Unlock()
+		if n == 1 {
+			close(h.first)
+			<-r.Context().Done() // never answered: the worker dies first
+			return
+		}
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *stallingReceiver) deliveries() ([]string, []webhook.Event, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.ids...), append([]webhook.Event(nil), h.events...), h.rejected
+}
+
+// TestReviewDecisionSurvivesWorkerKill: a block decision is accepted, and
+// the worker process is SIGKILLed while the decision's webhook is being
+// delivered. After a new worker starts, the decision is there exactly
+// once: one log entry for the item version, the video blocked once, the
+// item decided, the review workflow completed, and the webhook delivered
+// again with the same delivery id (the receiver's only duplicates).
+func TestReviewDecisionSurvivesWorkerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills worker processes; not in -short")
+	}
+	hook := newStallingReceiver(t)
+	t.Setenv("LESSONFLOW_POLICY", "test-review-animation")
+	t.Setenv("LESSONFLOW_WEBHOOK_URL", hook.srv.URL)
+	t.Setenv("LESSONFLOW_WEBHOOK_SECRET", hookSecret)
+	t.Setenv("LESSONFLOW_REVIEW_LEASE", "10m")
+	s := newStack(t, stackOptions{noWorker: true})
+	w1 := s.startWorkerProcess(t, 1)
+
+	id := uploadClip(s, "Big_Buck_Bunny_1080_10s_2MB.mp4")
+	s.waitVideo(id, "needs_review", 3*time.Minute)
+	it := s.waitItem(id, "pending", kindState("model", "pending"))
+	itemID := it["id"].(string)
+	itemPath := "/v1/review/items/" + itemID
+	code, claimed := s.post(reviewerKey, itemPath+"/claim", nil)
+	if code != http.StatusOK {
+		t.Fatalf("claim: %d %v", code, claimed)
+	}
+	version := int64(claimed["version"].(float64))
+	code, res := s.post(reviewerKey, itemPath+"/decision", map[string]any{
+		"decision": "block", "reason_code": "off_topic", "reason": "not a lesson", "version": version})
+	if code != http.StatusOK || res["outcome"] != "blocked" {
+		t.Fatalf("block: %d %v", code, res)
+	}
+	select {
+	case <-hook.first:
+	case <-time.After(time.Minute):
+		t.Fatal("the decision's webhook never started")
+	}
+	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w1.Wait()
+	t.Log("worker killed with the decision accepted and its webhook in flight")
+	killedAt := time.Now()
+
+	s.startWorkerProcess(t, 2)
+	ctx := context.Background()
+	wfID := workflows.ReviewWorkflowID("model", id, "")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		d, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
+		if err == nil && d.WorkflowExecutionInfo.Status == enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("review workflow not completed after the restart: %v %v", d, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("review workflow completed %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+
+	key := activities.ReviewDecisionKey(itemID, version)
+	ds, err := s.catalog.Decisions(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forKey, blocks int
+	for _, d := range ds {
+		if d.Key == key {
+			forKey++
+		}
+		if d.Outcome == "blocked" {
+			blocks++
+		}
+	}
+	if forKey != 1 || blocks != 1 || len(ds) != 2 || ds[1].Actor != "reviewer:"+api.ReviewerID(reviewerKey) {
+		t.Fatalf("decision log after the kill: %d entries keyed %s, %d blocks: %+v", forKey, key, blocks, ds)
+	}
+	v, _ := s.catalog.GetVideo(ctx, id)
+	if v.State != "blocked" {
+		t.Fatalf("video %s", v.State)
+	}
+	if code, item := s.get(reviewerKey, itemPath); code != http.StatusOK || item["state"] != "decided" {
+		t.Fatalf("item after the kill: %d %v", code, item)
+	}
+	ids, events, rejected := hook.deliveries()
+	if len(ids) < 2 || rejected != 0 {
+		t.Fatalf("webhook deliveries %v (%d rejected): want the stalled one and its retry", ids, rejected)
+	}
+	for i, ev := range events {
+		if ids[i] != ids[0] || ev.Type != webhook.TypeDecision || ev.Outcome != "blocked" || ev.DecisionSeq != ds[1].Seq {
+			t.Fatalf("delivery %d: id %s event %+v; want every delivery to be the same event %s", i, ids[i], ev, ids[0])
+		}
+	}
+	t.Logf("webhook delivered %d times, all with delivery id %s", len(ids), ids[0])
+}

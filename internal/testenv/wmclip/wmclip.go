@@ -1,0 +1,32 @@
+// Package wmclip renders watermarked test clips: a source clip re-encoded
+// with every frame marked, as the watermark activity marks renditions, for
+// tests of detection and leak lookup. It is apart from testenv because the
+// watermark and media packages' own tests use testenv.
+package wmclip
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/watermark"
+)
+
+// Mark re-encodes src (x264 ultrafast at crf) with every frame marked with
+// payload under kr's current key, into a file that lives as long as the test.
+func Mark(t testing.TB, src string, kr watermark.Keyring, payload watermark.Payload, crf int) string {
+	t.Helper()
+	emb, err := watermark.NewEmbedder(kr.Current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "marked.mp4")
+	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: media.EncodeOptions{CRF: crf, Preset: "ultrafast"}},
+		func(f media.RawFrame) error {
+			return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload)
+		}); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}

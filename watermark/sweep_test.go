@@ -1,0 +1,110 @@
+package watermark
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestSweep is the bitrate/robustness tradeoff experiment (WM_SWEEP=1;
+// WM_CLIP a shared clip name or "slide"/"dark", WM_FRAMES, and the WM_FLAT /
+// WM_MAX / WM_PERACT mask overrides of TestTune). It marks the clip, encodes
+// the CRF 23 rendition (x264 veryfast) next to the unmarked frames for the
+// size cost, then re-encodes the rendition with H.264 CRF 28 and 35 and
+// H.265 CRF 28 and counts 32-frame windows with the exact payload.
+func TestSweep(t *testing.T) {
+	if os.Getenv("WM_SWEEP") == "" {
+		t.Skip("tradeoff experiment: set WM_SWEEP=1")
+	}
+	clip := envOr("WM_CLIP", "Sintel_1080_10s_2MB.mp4")
+	n, _ := strconv.Atoi(envOr("WM_FRAMES", "128"))
+	for _, v := range []struct {
+		name string
+		p    *float64
+	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct}} {
+		if f, err := strconv.ParseFloat(os.Getenv(v.name), 64); err == nil {
+			*v.p = f
+		}
+	}
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	var path string
+	switch clip {
+	case "slide":
+		path = slideClip(t, 1920, 1080, 10)
+	case "dark":
+		path = darkClip(t, 1920, 1080, 10)
+	default:
+		path = sharedClip(t, clip)
+	}
+	fps := probeFPS(t, path)
+	c := decodeRaw(t, path, "", n)
+	orig := c.clone()
+	p := Payload(0x0123456789abcdef)
+	markClip(t, e, c, p)
+	sy, _ := ssimY(t, orig, c)
+	x264 := func(crf string) []string {
+		return []string{"-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-pix_fmt", "yuv420p"}
+	}
+	fr := strconv.FormatFloat(fps, 'f', 3, 64)
+	plain := encode(t, orig, fr, x264("23")...)
+	marked := encode(t, c, fr, x264("23")...)
+	sp, sm := fileSizeOf(t, plain), fileSizeOf(t, marked)
+	secs := float64(len(c.frames)) / fps
+	kbps := func(b int64) float64 { return float64(b) * 8 / secs / 1000 }
+	rend := decodeRaw(t, marked, "", 0)
+	count := func(a *rawClip) string {
+		ok, tot := 0, 0
+		for s := 0; s+32 <= len(a.frames); s += 32 {
+			r := detectClip(t, kr, a, s, 32)
+			tot++
+			if r.Found && r.Payload == p {
+				ok++
+			}
+		}
+		return fmt.Sprintf("%d/%d", ok, tot)
+	}
+	res := []string{count(rend)}
+	for _, args := range [][]string{x264("28"), x264("35"),
+		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"}} {
+		res = append(res, count(decodeRaw(t, encode(t, rend, fr, args...), "", 0)))
+	}
+	t.Logf("SWEEP %s cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s",
+		clip, cellsAcross, os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
+		100*(float64(sm)/float64(sp)-1), kbps(sp), kbps(sm), kbps(sm)-kbps(sp), res[0], res[1], res[2], res[3])
+}
+
+func probeFPS(t testing.TB, path string) float64 {
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=avg_frame_rate",
+		"-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.TrimSpace(string(out))
+	a, b, _ := strings.Cut(s, "/")
+	num, _ := strconv.ParseFloat(a, 64)
+	den, _ := strconv.ParseFloat(b, 64)
+	if den == 0 {
+		den = 1
+	}
+	return num / den
+}
+
+func fileSizeOf(t testing.TB, p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+func init() {
+	switch os.Getenv("WM_INTERP") {
+	case "cos": // raised cosine: no slope discontinuity at cell centres
+		interpWeight = func(f float64) float64 { return (1 - math.Cos(math.Pi*f)) / 2 }
+	}
+}
