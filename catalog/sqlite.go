@@ -275,20 +275,13 @@ func (s *SQLite) CreateVideo(ctx context.Context, v Video) (Video, bool, error) 
 		inserted bool
 	)
 	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO videos (`+videoCols+`)
+		var err error
+		out, inserted, err = insertOrGet(ctx, tx, func() (Video, error) { return getVideo(ctx, tx, v.ID) },
+			`INSERT INTO videos (`+videoCols+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`,
 			v.ID, v.SHA256, v.Title, v.Description, v.Level, v.Language, string(tagsJSON), v.TeacherID,
 			StateProcessing, v.BlobKey, v.SizeBytes, mediaJSON, created, created)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		inserted = n == 1
-		out, err = getVideo(ctx, tx, v.ID)
 		return err
 	})
 	if err != nil {
@@ -378,6 +371,45 @@ func (s *SQLite) SetState(ctx context.Context, id string, state State, reason st
 		return fmt.Errorf("set state of %s to %s: %w", id, state, err)
 	}
 	return nil
+}
+
+// insertOrGet runs an INSERT ... ON CONFLICT DO NOTHING in tx and reads the
+// row back: the stored row, and whether this call inserted it (a retried
+// create gets the first one).
+func insertOrGet[T any](ctx context.Context, tx *sql.Tx, read func() (T, error), query string, args ...any) (T, bool, error) {
+	var zero T
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return zero, false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return zero, false, err
+	}
+	out, err := read()
+	if err != nil {
+		return zero, false, err
+	}
+	return out, n == 1, nil
+}
+
+// findOrInsert returns the row find reads, or, when there is none
+// (sql.ErrNoRows), the row insert writes: appends keyed by an idempotency key
+// run it inside one write transaction so a retry gets the first row.
+func findOrInsert[T any](find, insert func() (T, error)) (T, bool, error) {
+	existing, err := find()
+	if err == nil {
+		return existing, false, nil
+	}
+	var zero T
+	if !errors.Is(err, sql.ErrNoRows) {
+		return zero, false, err
+	}
+	out, err := insert()
+	if err != nil {
+		return zero, false, err
+	}
+	return out, true, nil
 }
 
 // update runs a single-row UPDATE; no row means ErrNotFound.
@@ -519,29 +551,25 @@ func (s *SQLite) AppendDecision(ctx context.Context, d Decision) (Decision, bool
 		if err := videoExists(ctx, tx, d.VideoID); err != nil {
 			return err
 		}
-		existing, err := scanDecision(tx.QueryRowContext(ctx,
-			`SELECT `+decisionCols+` FROM decisions WHERE video_id = ? AND key = ?`, d.VideoID, d.Key))
-		if err == nil {
-			out = existing
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO decisions (video_id, key, actor, outcome, reason, model_id,
-			model_sha256, policy_version, sampler, segments, scores, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.VideoID, d.Key, d.Actor, d.Outcome, d.Reason, d.ModelID, d.ModelSHA256, d.PolicyVersion,
-			sampler, segments, scores, nowOr(d.CreatedAt).UnixMicro())
-		if err != nil {
-			return err
-		}
-		seq, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		inserted = true
-		out, err = scanDecision(tx.QueryRowContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE seq = ?`, seq))
+		var err error
+		out, inserted, err = findOrInsert(func() (Decision, error) {
+			return scanDecision(tx.QueryRowContext(ctx,
+				`SELECT `+decisionCols+` FROM decisions WHERE video_id = ? AND key = ?`, d.VideoID, d.Key))
+		}, func() (Decision, error) {
+			res, err := tx.ExecContext(ctx, `INSERT INTO decisions (video_id, key, actor, outcome, reason, model_id,
+				model_sha256, policy_version, sampler, segments, scores, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				d.VideoID, d.Key, d.Actor, d.Outcome, d.Reason, d.ModelID, d.ModelSHA256, d.PolicyVersion,
+				sampler, segments, scores, nowOr(d.CreatedAt).UnixMicro())
+			if err != nil {
+				return Decision{}, err
+			}
+			seq, err := res.LastInsertId()
+			if err != nil {
+				return Decision{}, err
+			}
+			return scanDecision(tx.QueryRowContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE seq = ?`, seq))
+		})
 		return err
 	})
 	if err != nil {

@@ -60,19 +60,13 @@ func (s *SQLite) CreateRecheckBatch(ctx context.Context, b RecheckBatch) (Rechec
 		inserted bool
 	)
 	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO recheck_batches (`+batchCols+`)
+		var err error
+		out, inserted, err = insertOrGet(ctx, tx, func() (RecheckBatch, error) {
+			return scanBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, b.ID))
+		}, `INSERT INTO recheck_batches (`+batchCols+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, NULL) ON CONFLICT (id) DO NOTHING`,
 			b.ID, b.PolicyVersion, b.PolicySHA256, b.PolicyKey, b.ModelID, string(statesJSON), b.RequestedBy,
 			RecheckRunning, nowOr(b.CreatedAt).UnixMicro())
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		inserted = n == 1
-		out, err = scanBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, b.ID))
 		return err
 	})
 	if err != nil {
@@ -183,31 +177,26 @@ func (s *SQLite) RecordRecheckResult(ctx context.Context, r RecheckResult) (Rech
 		if err := videoExists(ctx, tx, r.VideoID); err != nil {
 			return err
 		}
-		existing, err := scanResult(tx.QueryRowContext(ctx, `SELECT `+resultCols+` FROM recheck_results
-			WHERE batch_id = ? AND video_id = ?`, r.BatchID, r.VideoID))
-		if err == nil {
-			out = existing
-			return nil
+		get := func() (RecheckResult, error) {
+			return scanResult(tx.QueryRowContext(ctx, `SELECT `+resultCols+` FROM recheck_results
+				WHERE batch_id = ? AND video_id = ?`, r.BatchID, r.VideoID))
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		var seq int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM recheck_results WHERE batch_id = ?`,
-			r.BatchID).Scan(&seq); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO recheck_results (`+resultCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.BatchID, r.VideoID, seq, r.VideoState, r.OldOutcome, r.OldPolicyVersion, r.OldModelSHA256, r.NewOutcome,
-			r.NewReason, r.ModelID, r.ModelSHA256, r.PolicyVersion, btoi(r.Changed), r.Frames, segments, scores,
-			r.Error, r.ReviewItemID, nowOr(r.CreatedAt).UnixMicro())
-		if err != nil {
-			return err
-		}
-		inserted = true
-		out, err = scanResult(tx.QueryRowContext(ctx, `SELECT `+resultCols+` FROM recheck_results
-			WHERE batch_id = ? AND video_id = ?`, r.BatchID, r.VideoID))
+		var err error
+		out, inserted, err = findOrInsert(get, func() (RecheckResult, error) {
+			var seq int64
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM recheck_results WHERE batch_id = ?`,
+				r.BatchID).Scan(&seq); err != nil {
+				return RecheckResult{}, err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO recheck_results (`+resultCols+`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.BatchID, r.VideoID, seq, r.VideoState, r.OldOutcome, r.OldPolicyVersion, r.OldModelSHA256, r.NewOutcome,
+				r.NewReason, r.ModelID, r.ModelSHA256, r.PolicyVersion, btoi(r.Changed), r.Frames, segments, scores,
+				r.Error, r.ReviewItemID, nowOr(r.CreatedAt).UnixMicro()); err != nil {
+				return RecheckResult{}, err
+			}
+			return get()
+		})
 		return err
 	})
 	if err != nil {

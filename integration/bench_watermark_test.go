@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -267,54 +266,14 @@ func wmFFmpeg(t *testing.T, args ...string) {
 // frames to fn and returns the frame count.
 func wmDecode(t *testing.T, path string, secs int, vf string, fn func(frame []byte, w, h int)) int {
 	t.Helper()
-	w, h := wmOutputSize(t, path, vf)
-	args := []string{"-hide_banner", "-loglevel", "error", "-i", path}
+	args := []string{"-i", path}
 	if secs > 0 {
 		args = append(args, "-t", strconv.Itoa(secs))
 	}
 	if vf != "" {
 		args = append(args, "-vf", vf)
 	}
-	cmd := exec.Command("ffmpeg", append(args, "-an", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-")...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReaderSize(out, 1<<20)
-	buf := make([]byte, w*h+2*((w+1)/2)*((h+1)/2))
-	n := 0
-	for {
-		if _, err := io.ReadFull(r, buf); err != nil {
-			break
-		}
-		fn(buf, w, h)
-		n++
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("decode %s: %v\n%s", path, err, stderr.String())
-	}
-	return n
-}
-
-func wmOutputSize(t *testing.T, path, vf string) (int, int) {
-	args := []string{"-hide_banner", "-loglevel", "error", "-i", path}
-	if vf != "" {
-		args = append(args, "-vf", vf)
-	}
-	out, err := exec.Command("ffmpeg", append(args, "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm", "-")...).Output()
-	if err != nil {
-		t.Fatalf("probe %s %s: %v", path, vf, err)
-	}
-	var w, h int
-	if _, err := fmt.Sscanf(string(out), "P5\n%d %d", &w, &h); err != nil {
-		t.Fatalf("probe %s: %v", path, err)
-	}
-	return w, h
+	return testenv.RawFrames(t, args, fn)
 }
 
 type wmEncoder struct {

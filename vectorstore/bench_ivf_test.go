@@ -3,7 +3,6 @@ package vectorstore_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/lessonflow/lessonflow/vectorstore"
@@ -18,15 +17,7 @@ import (
 func BenchmarkSQLiteVecProbe(b *testing.B) {
 	s := buildBench(b)
 	ctx := context.Background()
-	r := rand.New(rand.NewPCG(7, 8))
-	queries := make([][]float32, 64)
-	for i := range queries {
-		queries[i] = benchVector(r)
-	}
-	exclude := make([]string, 20)
-	for i := range exclude {
-		exclude[i] = fmt.Sprintf("v%07d", i*7)
-	}
+	queries, exclude := benchQueries(20)
 	lists := 0
 	if info, err := s.Quantization(ctx); err == nil {
 		lists = info.Lists

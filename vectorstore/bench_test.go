@@ -133,6 +133,21 @@ func buildBench(b *testing.B) *vectorstore.SQLiteVec {
 	return benchStore
 }
 
+// benchQueries returns the 64 search vectors every benchmark uses (fixed
+// seed, same topics as the collection) and nExclude stored ids to exclude.
+func benchQueries(nExclude int) (queries [][]float32, exclude []string) {
+	r := rand.New(rand.NewPCG(7, 8))
+	queries = make([][]float32, 64)
+	for i := range queries {
+		queries[i] = benchVector(r)
+	}
+	exclude = make([]string, nExclude)
+	for i := range exclude {
+		exclude[i] = fmt.Sprintf("v%07d", i*7)
+	}
+	return queries, exclude
+}
+
 // BenchmarkSQLiteVecSearch measures top-10 searches over 100K x 1024-d
 // random normalised vectors (6 languages, "en" 40%, "ja" 5%; levels 1-6),
 // Count, and reopening the file. Run it with
@@ -144,15 +159,7 @@ func buildBench(b *testing.B) *vectorstore.SQLiteVec {
 func BenchmarkSQLiteVecSearch(b *testing.B) {
 	s := buildBench(b)
 	ctx := context.Background()
-	r := rand.New(rand.NewPCG(7, 8))
-	queries := make([][]float32, 64)
-	for i := range queries {
-		queries[i] = benchVector(r)
-	}
-	exclude := make([]string, 100)
-	for i := range exclude {
-		exclude[i] = fmt.Sprintf("v%07d", i*7)
-	}
+	queries, exclude := benchQueries(100)
 	for _, c := range []struct {
 		name string
 		f    vectorstore.Filter

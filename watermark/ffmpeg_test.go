@@ -3,7 +3,6 @@ package watermark
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -24,46 +23,18 @@ func (c *rawClip) luma(i int) Frame {
 // decodeRaw decodes path (optionally through a filter graph) to raw yuv420p.
 func decodeRaw(t testing.TB, path, vf string, maxFrames int) *rawClip {
 	t.Helper()
-	args := []string{"-hide_banner", "-loglevel", "error", "-i", path}
+	args := []string{"-i", path}
 	if vf != "" {
 		args = append(args, "-vf", vf)
 	}
 	if maxFrames > 0 {
 		args = append(args, "-frames:v", fmt.Sprint(maxFrames))
 	}
-	// Probe the output size with a one-frame run of the same graph.
-	probe := exec.Command("ffmpeg", append(append([]string{}, args...), "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm", "-")...)
-	var hdr bytes.Buffer
-	probe.Stdout = &hdr
-	if err := probe.Run(); err != nil {
-		t.Fatalf("probe %s: %v", path, err)
-	}
-	var w, h int
-	if _, err := fmt.Sscanf(hdr.String(), "P5\n%d %d", &w, &h); err != nil {
-		t.Fatalf("probe header: %v", err)
-	}
-	cmd := exec.Command("ffmpeg", append(args, "-f", "rawvideo", "-pix_fmt", "yuv420p", "-")...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	size := w*h + 2*((w+1)/2)*((h+1)/2)
-	c := &rawClip{w: w, h: h}
-	for {
-		buf := make([]byte, size)
-		if _, err := io.ReadFull(out, buf); err != nil {
-			break
-		}
-		c.frames = append(c.frames, buf)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("decode %s: %v\n%s", path, err, stderr.String())
-	}
+	c := &rawClip{}
+	testenv.RawFrames(t, args, func(frame []byte, w, h int) {
+		c.w, c.h = w, h
+		c.frames = append(c.frames, bytes.Clone(frame))
+	})
 	return c
 }
 

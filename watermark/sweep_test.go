@@ -22,30 +22,9 @@ func TestSweep(t *testing.T) {
 	}
 	clip := envOr("WM_CLIP", "Sintel_1080_10s_2MB.mp4")
 	n, _ := strconv.Atoi(envOr("WM_FRAMES", "128"))
-	for _, v := range []struct {
-		name string
-		p    *float64
-	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct}} {
-		if f, err := strconv.ParseFloat(os.Getenv(v.name), 64); err == nil {
-			*v.p = f
-		}
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
-	var path string
-	switch clip {
-	case "slide":
-		path = slideClip(t, 1920, 1080, 10)
-	case "dark":
-		path = darkClip(t, 1920, 1080, 10)
-	default:
-		path = sharedClip(t, clip)
-	}
-	fps := probeFPS(t, path)
-	c := decodeRaw(t, path, "", n)
-	orig := c.clone()
-	p := Payload(0x0123456789abcdef)
-	markClip(t, e, c, p)
+	x := markExperiment(t, clip, n)
+	orig, c := x.orig, x.c
+	fps := probeFPS(t, x.path)
 	sy, _ := ssimY(t, orig, c)
 	x264 := func(crf string) []string {
 		return []string{"-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-pix_fmt", "yuv420p"}
@@ -58,14 +37,7 @@ func TestSweep(t *testing.T) {
 	kbps := func(b int64) float64 { return float64(b) * 8 / secs / 1000 }
 	rend := decodeRaw(t, marked, "", 0)
 	count := func(a *rawClip) string {
-		ok, tot := 0, 0
-		for s := 0; s+32 <= len(a.frames); s += 32 {
-			r := detectClip(t, kr, a, s, 32)
-			tot++
-			if r.Found && r.Payload == p {
-				ok++
-			}
-		}
+		ok, tot := x.windows(t, a, 32, nil)
 		return fmt.Sprintf("%d/%d", ok, tot)
 	}
 	res := []string{count(rend)}

@@ -14,37 +14,13 @@ func TestTune(t *testing.T) {
 	if os.Getenv("WM_EXP") == "" {
 		t.Skip("tuning experiment: set WM_EXP=1")
 	}
-	clip := os.Getenv("WM_CLIP")
-	if clip == "" {
-		clip = "Big_Buck_Bunny_1080_10s_2MB.mp4"
-	}
+	clip := envOr("WM_CLIP", "Big_Buck_Bunny_1080_10s_2MB.mp4")
 	n, _ := strconv.Atoi(os.Getenv("WM_FRAMES"))
 	if n == 0 {
 		n = 64
 	}
-	for _, v := range []struct {
-		name string
-		p    *float64
-	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct}} {
-		if f, err := strconv.ParseFloat(os.Getenv(v.name), 64); err == nil {
-			*v.p = f
-		}
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
-	var path string
-	switch clip {
-	case "slide":
-		path = slideClip(t, 1920, 1080, 10)
-	case "dark":
-		path = darkClip(t, 1920, 1080, 10)
-	default:
-		path = sharedClip(t, clip)
-	}
-	c := decodeRaw(t, path, "", n)
-	orig := c.clone()
-	p := Payload(0x0123456789abcdef)
-	markClip(t, e, c, p)
+	x := markExperiment(t, clip, n)
+	orig, c := x.orig, x.c
 	sy, sa := ssimY(t, orig, c)
 	t.Logf("PSNR-Y %.2f SSIM Y %.4f All %.4f", psnrY(orig, c), sy, sa)
 	win := 32
@@ -52,16 +28,9 @@ func TestTune(t *testing.T) {
 		win = v
 	}
 	report := func(name string, a *rawClip) {
-		ok := 0
-		tot := 0
-		for s := 0; s+win <= len(a.frames); s += win {
-			r := detectClip(t, kr, a, s, win)
-			tot++
-			if r.Found && r.Payload == p {
-				ok++
-			}
+		ok, tot := x.windows(t, a, win, func(s int, r Result) {
 			t.Logf("%s win %d: %v conf %.2f sync %.1f %s", name, s, r.Found, r.Confidence, r.SyncScore, r.Transform)
-		}
+		})
 		t.Logf("%s: %d/%d", name, ok, tot)
 	}
 	if os.Getenv("WM_QONLY") != "" {
@@ -77,11 +46,4 @@ func TestTune(t *testing.T) {
 			report("crf28+flip", decodeRaw(t, f, "hflip", 0))
 		}
 	}
-}
-
-func envOr(k, d string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return d
 }

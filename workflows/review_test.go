@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -21,11 +20,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/lessonflow/lessonflow/activities"
-	"github.com/lessonflow/lessonflow/blob"
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/moderation"
 	"github.com/lessonflow/lessonflow/review"
-	"github.com/lessonflow/lessonflow/vectorstore"
 	"github.com/lessonflow/lessonflow/webhook"
 	"github.com/lessonflow/lessonflow/workflows"
 )
@@ -60,20 +57,7 @@ func (h *hookRecorder) got() ([]webhook.Event, []string) {
 func reviewDeps(t *testing.T, settings activities.ReviewSettings, audience int) (*activities.Activities, *hookRecorder, string) {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
-	blobs, err := blob.NewFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vecs, err := vectorstore.OpenSQLiteVec(t.TempDir(), vectorstore.CollectionName("test", 4), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { vecs.Close() })
+	cat, blobs, vecs := testStores(t, "test", 4)
 	secret := []byte("review-test-secret")
 	rec := &hookRecorder{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

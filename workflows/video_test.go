@@ -47,24 +47,11 @@ func deps(t *testing.T, policyName string) *activities.Activities {
 	if clfErr != nil {
 		t.Fatal(clfErr)
 	}
-	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
-	blobs, err := blob.NewFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	policy, err := moderation.LoadPolicy(policyName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vecs, err := vectorstore.OpenSQLiteVec(t.TempDir(), vectorstore.CollectionName(emb.ModelID(), emb.Dim()), emb.Dim())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { vecs.Close() })
+	cat, blobs, vecs := testStores(t, emb.ModelID(), emb.Dim())
 	return withWatermark(t, &activities.Activities{Catalog: cat, Blobs: blobs, Classifier: clf, Embedder: emb, Vectors: vecs,
 		Policy: policy, Limits: media.DefaultLimits, TempDir: t.TempDir()})
 }
@@ -130,4 +117,26 @@ func TestVideoRejectedInvalid(t *testing.T) {
 	if left, _ := acts.Blobs.List(context.Background(), ""); len(left) != 0 {
 		t.Fatalf("rejected upload left blobs: %v", left)
 	}
+}
+
+// testStores opens the real backends a test's activities use, in its temp
+// dirs and closed when it ends: a SQLite catalog, file blobs and a sqlite-vec
+// collection for the model's vectors.
+func testStores(t *testing.T, model string, dim int) (*catalog.SQLite, *blob.FS, *vectorstore.SQLiteVec) {
+	t.Helper()
+	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	blobs, err := blob.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecs, err := vectorstore.OpenSQLiteVec(t.TempDir(), vectorstore.CollectionName(model, dim), dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vecs.Close() })
+	return cat, blobs, vecs
 }
