@@ -243,7 +243,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	if prog.Segments == 0 || prog.LastFrames == segFrames {
 		// The last finished segment was full: there may be more video.
 		tr, err := media.EncodeSegments(ctx, src, media.TranscodeOptions{
-			Encode: enc, SegmentSeconds: a.SegmentSeconds, Workers: a.WatermarkWorkers,
+			Encode: enc, SegmentSeconds: a.SegmentSeconds, Stream: &vs, Workers: a.WatermarkWorkers,
 			WorkDir: work, StartSegment: prog.Segments,
 			OnSegment: func(s media.Segment) error {
 				if _, err := putFile(ctx, a.Blobs, segKey(s.Index, s.Frames), s.Path); err != nil {

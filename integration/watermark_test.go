@@ -207,7 +207,8 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 	}
 	s := newStack(t, stackOptions{noWorker: true})
 	ctx := context.Background()
-	// 5 minutes at 640x360: 15 segments of 20 s, long enough to kill mid-pass.
+	// 5 minutes at 640x360: several work-sized segments (media.Transcode sizes
+	// them by pixels), long enough to kill mid-pass.
 	clip := testenv.Clip(t, "watermark-durability-640x360-300s.mp4", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
 		"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
 	code, body := s.upload(appKey, lessonForm(clip))

@@ -42,6 +42,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // VideoStream is what the raw pipeline needs to know about a source.
@@ -284,26 +286,80 @@ func startFFmpeg(ctx context.Context, args []string, withStdin, withStdout bool)
 	p := &ffmpegProc{cmd: cmd, stderr: &tailWriter{max: 8 << 10}}
 	cmd.Stderr = p.stderr
 	cmd.WaitDelay = 5 * time.Second
-	var err error
+	// Our own pipes (os.File, handed to the child as they are) so that
+	// their kernel buffer can be enlarged; the child's ends are closed here
+	// once it started, ours in wait (stdout) or by the caller (stdin).
+	var childEnds []*os.File
+	closeAll := func() {
+		for _, f := range append(childEnds, fileOf(p.stdin), fileOf(p.stdout)) {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
 	if withStdin {
-		if p.stdin, err = cmd.StdinPipe(); err != nil {
+		r, w, err := rawPipe()
+		if err != nil {
 			return nil, err
 		}
+		cmd.Stdin, p.stdin = r, w
+		childEnds = append(childEnds, r)
 	}
 	if withStdout {
-		if p.stdout, err = cmd.StdoutPipe(); err != nil {
+		r, w, err := rawPipe()
+		if err != nil {
+			closeAll()
 			return nil, err
 		}
+		cmd.Stdout, p.stdout = w, r
+		childEnds = append(childEnds, w)
 	}
 	if err := cmd.Start(); err != nil {
+		closeAll()
 		return nil, fmt.Errorf("start ffmpeg: %w", err)
+	}
+	for _, f := range childEnds {
+		f.Close()
 	}
 	return p, nil
 }
 
+func fileOf(c io.Closer) *os.File {
+	f, _ := c.(*os.File)
+	return f
+}
+
+// rawPipeSize is the kernel buffer of a raw frame pipe (the default is
+// 64 KiB, an eighth of a 432p frame): fewer wake-ups per frame between
+// ffmpeg and us. Linux caps it at /proc/sys/fs/pipe-max-size (1 MiB by
+// default); a smaller cap only costs speed.
+const rawPipeSize = 1 << 20
+
+func rawPipe() (r, w *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	if rc, err := w.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, rawPipeSize)
+		})
+	}
+	return r, w, nil
+}
+
+// rawBufSize is the bufio size on the raw pipes: smaller than a frame, so
+// that bufio reads and writes most of a frame directly instead of copying
+// it through its buffer.
+const rawBufSize = 64 << 10
+
 // wait waits for ffmpeg and explains a failure with its stderr.
 func (p *ffmpegProc) wait() error {
-	if err := p.cmd.Wait(); err != nil {
+	err := p.cmd.Wait()
+	if p.stdout != nil { // like exec's StdoutPipe: closed once the child is gone
+		p.stdout.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("ffmpeg: %w: %s", err, p.stderr.tail())
 	}
 	return nil
@@ -387,7 +443,7 @@ func Decode(ctx context.Context, path string, opt DecodeOptions, fn func(RawFram
 		return vs, err
 	}
 	n, loopErr := func() (int, error) {
-		br := bufio.NewReaderSize(dec.stdout, 1<<20)
+		br := bufio.NewReaderSize(dec.stdout, rawBufSize)
 		h, err := readY4MHeader(br)
 		if err == io.EOF {
 			return 0, nil
@@ -495,8 +551,12 @@ type Segment struct {
 // TranscodeOptions configure EncodeSegments.
 type TranscodeOptions struct {
 	Encode EncodeOptions
-	// SegmentSeconds is the length of one resumable segment (default 20).
+	// SegmentSeconds, when set, is the length of one resumable segment.
+	// Zero sizes segments by work (see SegmentFrames).
 	SegmentSeconds float64
+	// Stream is the source as ProbeStream saw it, when the caller probed
+	// already (saves an ffprobe run); nil: EncodeSegments probes.
+	Stream *VideoStream
 	// Workers transform frames in parallel (default GOMAXPROCS).
 	Workers int
 	// WorkDir receives the segment files seg-NNNNNN.mp4 (required).
@@ -512,15 +572,28 @@ type TranscodeOptions struct {
 	Progress func(frames int)
 }
 
-// DefaultSegmentSeconds is the default length of a resumable segment.
+// DefaultSegmentSeconds is the shortest default segment.
 const DefaultSegmentSeconds = 20
 
-// SegmentFrames is how many frames a segment of vs holds.
+// defaultSegmentPixels is the least work in a default segment: 20 s of
+// 720p30, in pixels. A segment costs an encoder start, a lookahead flush
+// and an IDR frame, which pays off only for enough work; what a retry
+// redoes stays bounded by this much (or by 20 s of larger video).
+const defaultSegmentPixels = DefaultSegmentSeconds * 30 * 1280 * 720
+
+// SegmentFrames is how many frames a segment of vs holds: segmentSeconds of
+// video when set; else DefaultSegmentSeconds, or more frames when they are
+// small, so that a segment holds at least defaultSegmentPixels of work (a
+// short low-resolution clip is one segment).
 func SegmentFrames(vs VideoStream, segmentSeconds float64) int {
-	if !(segmentSeconds > 0) {
-		segmentSeconds = DefaultSegmentSeconds
+	if segmentSeconds > 0 {
+		return max(1, int(math.Round(segmentSeconds*vs.FPS)))
 	}
-	return max(1, int(math.Round(segmentSeconds*vs.FPS)))
+	frames := int(math.Round(DefaultSegmentSeconds * vs.FPS))
+	if px := vs.Width * vs.Height; px > 0 {
+		frames = max(frames, (defaultSegmentPixels+px-1)/px)
+	}
+	return max(1, frames)
 }
 
 // TranscodeResult sums up EncodeSegments.
@@ -556,8 +629,11 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	vs, err := ProbeStream(ctx, src)
-	if err != nil {
+	var vs VideoStream
+	var err error
+	if opt.Stream != nil {
+		vs = *opt.Stream
+	} else if vs, err = ProbeStream(ctx, src); err != nil {
 		return TranscodeResult{}, err
 	}
 	res := TranscodeResult{Stream: vs, SegmentFrames: SegmentFrames(vs, opt.SegmentSeconds)}
@@ -572,7 +648,14 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 		return res, err
 	}
 	p := &pipeline{ctx: ctx, cancel: cancel, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
-	loopErr := p.run(dec.stdout, workers, start)
+	// The first encoder starts now, not at the first frame: its start-up
+	// (tens of ms) overlaps the decoder's.
+	loopErr := p.startSegment(opt.StartSegment)
+	if loopErr == nil {
+		loopErr = p.run(dec.stdout, workers, start)
+	} else {
+		p.abortCurrent()
+	}
 	if loopErr != nil {
 		cancel(loopErr)
 	}
@@ -631,12 +714,14 @@ type job struct {
 }
 
 func (p *pipeline) run(r io.Reader, workers, start int) error {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, rawBufSize)
 	h, err := readY4MHeader(br)
 	if err == io.EOF {
-		return nil // nothing left after start: every segment is done
+		p.abortCurrent() // nothing left after start: every segment is done
+		return nil
 	}
 	if err != nil {
+		p.abortCurrent()
 		return &ffmpegOutputError{err}
 	}
 	p.header = h.line
@@ -736,6 +821,11 @@ func (p *pipeline) write(f RawFrame) error {
 		}
 	}
 	w := p.curW
+	if p.curSeg.Frames == 0 {
+		if _, err := w.Write(p.header); err != nil {
+			return fmt.Errorf("encode segment %d: %w: %s", p.curSeg.Index, err, p.cur.stderr.tail())
+		}
+	}
 	for _, b := range [][]byte{frameLine, f.Y, f.U, f.V} {
 		if _, err := w.Write(b); err != nil {
 			return fmt.Errorf("encode segment %d: %w: %s", p.curSeg.Index, err, p.cur.stderr.tail())
@@ -766,12 +856,9 @@ func (p *pipeline) startSegment(index int) error {
 		return err
 	}
 	p.cur, p.curTmp = enc, tmp
-	p.curW = bufio.NewWriterSize(enc.stdin, 1<<20)
+	p.curW = bufio.NewWriterSize(enc.stdin, rawBufSize)
 	p.curSeg = Segment{Index: index, FirstFrame: index * p.res.SegmentFrames, Path: path}
-	if _, err := p.curW.Write(p.header); err != nil {
-		return fmt.Errorf("encode segment %d: %w: %s", index, err, enc.stderr.tail())
-	}
-	return nil
+	return nil // the y4m header goes with the first frame
 }
 
 // finishCurrent closes the current encoder's input and, in the background
@@ -779,6 +866,10 @@ func (p *pipeline) startSegment(index int) error {
 // place and reports it. The next segment encodes meanwhile.
 func (p *pipeline) finishCurrent() {
 	if p.cur == nil {
+		return
+	}
+	if p.curSeg.Frames == 0 { // started ahead, but no frame came
+		p.abortCurrent()
 		return
 	}
 	enc, w, seg, tmp := p.cur, p.curW, p.curSeg, p.curTmp
@@ -838,13 +929,13 @@ func (p *pipeline) setFinishErr(err error) {
 	}
 }
 
-// abortCurrent kills the current encoder (the context is cancelled already)
-// and removes its partial file.
+// abortCurrent kills the current encoder and removes its partial file.
 func (p *pipeline) abortCurrent() {
 	if p.cur == nil {
 		return
 	}
 	p.cur.stdin.Close()
+	_ = p.cur.cmd.Process.Kill() // not a segment: do not let it write one
 	_ = p.cur.cmd.Wait()
 	os.Remove(p.curTmp)
 	p.cur = nil

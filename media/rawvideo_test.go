@@ -1,6 +1,7 @@
 package media
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/watermark"
 )
 
 // stampBits is how many bits of the frame index stampIndex draws.
@@ -416,6 +420,129 @@ func TestEncodeOptionsValidate(t *testing.T) {
 	for _, o := range []EncodeOptions{{CRF: -1, Preset: "fast"}, {CRF: 52, Preset: "fast"}, {CRF: 23, Preset: "fast; rm"}} {
 		if o.Validate() == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// TestTranscodeBench times Transcode (marking every frame with the real
+// watermark embedder) against a plain ffmpeg libx264 transcode of the same
+// clip at the same CRF/preset, median of 5 each, plus the pass's phases. It
+// asserts nothing about speed; opt-in with LESSONFLOW_BENCH_TRANSCODE=1 and
+// LESSONFLOW_BENCH_CLIP=<shared clip name> (default car-detection.mp4).
+func TestTranscodeBench(t *testing.T) {
+	if os.Getenv("LESSONFLOW_BENCH_TRANSCODE") == "" {
+		t.Skip("a benchmark: run with LESSONFLOW_BENCH_TRANSCODE=1")
+	}
+	name := cmp.Or(os.Getenv("LESSONFLOW_BENCH_CLIP"), "car-detection.mp4")
+	src := testenv.SharedVideo(t, name)
+	kr, err := watermark.ParseKeyring("bench:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := watermark.NewEmbedder(kr.Current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const payload = watermark.Payload(0x5eed0123456789ab)
+	mark := func(f RawFrame) error {
+		return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload)
+	}
+	dir := t.TempDir()
+	enc := EncodeOptions{CRF: 23, Preset: "veryfast"}
+	median := func(fn func()) time.Duration {
+		var d []time.Duration
+		for range 5 {
+			start := time.Now()
+			fn()
+			d = append(d, time.Since(start))
+		}
+		slices.Sort(d)
+		return d[2]
+	}
+	ctx := context.Background()
+	var res TranscodeResult
+	pass := median(func() {
+		if res, err = Transcode(ctx, src, filepath.Join(dir, "pass.mp4"), TranscodeOptions{Encode: enc}, mark); err != nil {
+			t.Fatal(err)
+		}
+	})
+	plain := median(func() {
+		if out, err := runCmd("ffmpeg", "-nostdin", "-v", "error", "-y", "-i", src, "-c:v", "libx264", "-crf", "23",
+			"-preset", "veryfast", "-c:a", "copy", filepath.Join(dir, "plain.mp4")); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	})
+	// Phases, each on its own.
+	probe := median(func() {
+		if _, err := ProbeStream(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+	})
+	decode := median(func() {
+		if _, err := Decode(ctx, src, DecodeOptions{}, func(RawFrame) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var markTime time.Duration
+	if _, err := Decode(ctx, src, DecodeOptions{}, func(f RawFrame) error {
+		start := time.Now()
+		defer func() { markTime += time.Since(start) }()
+		return mark(f)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	noMark := median(func() {
+		if _, err := Transcode(ctx, src, filepath.Join(dir, "nomark.mp4"), TranscodeOptions{Encode: enc},
+			func(RawFrame) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	paths := make([]string, len(res.Segments))
+	segDir := filepath.Join(dir, "segs")
+	opt := TranscodeOptions{Encode: enc, WorkDir: segDir}
+	encodeOnly := median(func() {
+		os.RemoveAll(segDir)
+		r, err := EncodeSegments(ctx, src, opt, mark)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range r.Segments {
+			paths[i] = s.Path
+		}
+	})
+	mux := median(func() {
+		if err := MuxSegments(ctx, src, res.Stream, paths, filepath.Join(dir, "mux.mp4")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%s: %d frames %dx%d, %d segment(s) of %d frames, GOMAXPROCS %d", name, res.Frames, res.Stream.Width,
+		res.Stream.Height, len(res.Segments), res.SegmentFrames, runtime.GOMAXPROCS(0))
+	t.Logf("median of 5: Transcode %.3f s, plain ffmpeg %.3f s = %.2fx", pass.Seconds(), plain.Seconds(), pass.Seconds()/plain.Seconds())
+	t.Logf("phases: probe %.3f s, decode only %.3f s, marking (one core) %.3f s, Transcode without marking %.3f s, "+
+		"EncodeSegments %.3f s, MuxSegments %.3f s", probe.Seconds(), decode.Seconds(), markTime.Seconds(),
+		noMark.Seconds(), encodeOnly.Seconds(), mux.Seconds())
+}
+
+func TestSegmentFrames(t *testing.T) {
+	for _, c := range []struct {
+		w, h int
+		fps  float64
+		secs float64
+		want int
+	}{
+		{1920, 1080, 30, 0, 600},   // 20 s: more work than the minimum
+		{1280, 720, 30, 0, 600},    // exactly the minimum work
+		{768, 432, 12.5, 0, 1667},  // small frames: longer segments, same work
+		{640, 360, 25, 0, 2400},    //
+		{3840, 2160, 60, 0, 1200},  // never under 20 s
+		{768, 432, 12.5, 10, 125},  // explicit seconds win
+		{320, 240, 25, 1, 25},      //
+		{0, 0, 25, 0, 500},         // unknown size: seconds
+		{1920, 1080, 0.01, 0.1, 1}, // at least one frame
+	} {
+		vs := VideoStream{Width: c.w, Height: c.h, FPS: c.fps}
+		if got := SegmentFrames(vs, c.secs); got != c.want {
+			t.Errorf("%dx%d at %g fps, %g s: %d frames, want %d", c.w, c.h, c.fps, c.secs, got, c.want)
 		}
 	}
 }
