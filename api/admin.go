@@ -317,11 +317,7 @@ func (s *Server) listRecheckResults(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, catalog.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no re-check "+id+" (or it has not recorded anything yet)")
 		return
-	case errors.Is(err, catalog.ErrBadCursor):
-		writeError(w, http.StatusBadRequest, "invalid_cursor", "cursor was not issued by this list")
-		return
-	case err != nil:
-		s.internalError(w, r, err)
+	case s.listFailed(w, r, err):
 		return
 	}
 	for i := range items {

@@ -163,12 +163,7 @@ func (s *Server) listReviewItems(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items, next, err := rs.ListReviewItems(r.Context(), catalog.ReviewQuery{State: state, VideoID: vid, Limit: limit, Cursor: q.Get("cursor")})
-	if errors.Is(err, catalog.ErrBadCursor) {
-		writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
-		return
-	}
-	if err != nil {
-		s.internalError(w, r, err)
+	if s.listFailed(w, r, err) {
 		return
 	}
 	reviewer, now := reviewerOf(r), time.Now()
@@ -382,12 +377,7 @@ func (s *Server) getDecisions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ds, next, err := pager.DecisionsPage(r.Context(), catalog.DecisionQuery{VideoID: v.ID, Limit: limit, Cursor: cursor})
-	if errors.Is(err, catalog.ErrBadCursor) {
-		writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
-		return
-	}
-	if err != nil {
-		s.internalError(w, r, err)
+	if s.listFailed(w, r, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, listBody[catalog.Decision]{Items: ds, NextCursor: next})

@@ -155,12 +155,7 @@ func (s *Server) listVideos(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	vs, next, err := s.Catalog.ListVideos(r.Context(), catalog.ListQuery{State: state, Limit: limit, Cursor: q.Get("cursor")})
-	if errors.Is(err, catalog.ErrBadCursor) {
-		writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
-		return
-	}
-	if err != nil {
-		s.internalError(w, r, err)
+	if s.listFailed(w, r, err) {
 		return
 	}
 	items := make([]videoView, 0, len(vs))
@@ -168,6 +163,20 @@ func (s *Server) listVideos(w http.ResponseWriter, r *http.Request) {
 		items = append(items, view(v, nil))
 	}
 	writeJSON(w, http.StatusOK, listBody[videoView]{Items: items, NextCursor: next})
+}
+
+// listFailed answers a list query's storage error: 400 for a cursor the API
+// did not issue, 500 for anything else. It reports whether it answered.
+func (s *Server) listFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, catalog.ErrBadCursor):
+		writeError(w, http.StatusBadRequest, "invalid_query", "cursor is not one this API issued")
+	default:
+		s.internalError(w, r, err)
+	}
+	return true
 }
 
 func statesAsStrings() []string {
