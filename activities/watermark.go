@@ -85,7 +85,9 @@ var segName = regexp.MustCompile(`^seg-([0-9]{6})-([0-9]{1,7})\.mp4$`)
 // finishedSegments lists the segments a previous attempt stored under
 // prefix: the run of seg-<index>-<frames>.mp4 from index 0 in which every
 // segment but the last is full (only the video's end makes a short one).
-func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFrames int) (watermarkProgress, error) {
+// A whole pass (media.TranscodeOptions.Whole) stores one segment of any
+// length, which is the finished rendition.
+func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFrames int, whole bool) (watermarkProgress, error) {
 	infos, err := a.Blobs.List(ctx, prefix)
 	if err != nil {
 		return watermarkProgress{}, fmt.Errorf("list finished segments: %w", err)
@@ -99,7 +101,7 @@ func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFra
 		}
 		i, _ := strconv.Atoi(m[1])
 		n, err := strconv.Atoi(m[2])
-		if err != nil || n <= 0 || n > segFrames {
+		if err != nil || n <= 0 || (n > segFrames && !whole) {
 			continue
 		}
 		frames[i], keys[i] = n, in.Key
@@ -112,7 +114,7 @@ func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFra
 		}
 		p.Segments, p.LastFrames = i+1, n
 		p.keys = append(p.keys, keys[i])
-		if n < segFrames {
+		if n < segFrames || whole {
 			break
 		}
 	}
@@ -189,14 +191,17 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	}
 	enc := a.Encode.WithDefaults()
 	segFrames := media.SegmentFrames(vs, a.SegmentSeconds)
+	// A video that fits one segment is encoded straight into the rendition
+	// (audio in, no mux run); a retry redoes it whole, as it would anyway.
+	whole := media.FitsOneSegment(vs, segFrames)
 	// Everything that shapes the segments' bytes; a retry under another plan
 	// (settings changed meanwhile) starts over.
-	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height))
+	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole))
 	plan := hex.EncodeToString(planSum[:8])
 	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
 	segKey := func(i, frames int) string { return fmt.Sprintf("%sseg-%06d-%d.mp4", segPrefix, i, frames) }
 
-	prog, err := a.finishedSegments(ctx, segPrefix, segFrames)
+	prog, err := a.finishedSegments(ctx, segPrefix, segFrames, whole)
 	if err != nil {
 		return WatermarkResult{}, err
 	}
@@ -240,11 +245,11 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	}()
 
 	total := prog.Segments*segFrames - (segFrames - prog.LastFrames)
-	if prog.Segments == 0 || prog.LastFrames == segFrames {
+	if prog.Segments == 0 || (prog.LastFrames == segFrames && !whole) {
 		// The last finished segment was full: there may be more video.
 		tr, err := media.EncodeSegments(ctx, src, media.TranscodeOptions{
 			Encode: enc, SegmentSeconds: a.SegmentSeconds, Stream: &vs, Workers: a.WatermarkWorkers,
-			WorkDir: work, StartSegment: prog.Segments,
+			WorkDir: work, StartSegment: prog.Segments, Whole: whole,
 			OnSegment: func(s media.Segment) error {
 				if _, err := putFile(ctx, a.Blobs, segKey(s.Index, s.Frames), s.Path); err != nil {
 					return fmt.Errorf("store segment %d: %w", s.Index, err)
@@ -293,9 +298,12 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 		}
 		paths[i] = p
 	}
-	out := filepath.Join(work, "rendition.mp4")
-	if err := media.MuxSegments(ctx, src, vs, paths, out); err != nil {
-		return WatermarkResult{}, err
+	out := paths[0]
+	if !whole {
+		out = filepath.Join(work, "rendition.mp4")
+		if err := media.MuxSegments(ctx, src, vs, paths, out); err != nil {
+			return WatermarkResult{}, err
+		}
 	}
 	rkey := RenditionKey(in.VideoID)
 	info, err := putFile(ctx, a.Blobs, rkey, out)

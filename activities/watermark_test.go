@@ -185,26 +185,11 @@ func TestWatermarkActivityResumes(t *testing.T) {
 		t.Fatalf("heartbeat %+v, stored %s", last, stored[0].Key)
 	}
 	fx.store.failOn = ""
-	res, _, err := fx.run(t, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Resumed != 3 || res.Frames != 150 {
-		t.Fatalf("retry %+v, want 3 segments resumed and 150 frames", res)
-	}
-	p, _ := fx.store.LocalPath(res.RenditionKey)
-	vs, err := media.ProbeStream(context.Background(), p)
-	if err != nil || !vs.HasAudio {
-		t.Fatalf("rendition %+v, %v: want audio", vs, err)
-	}
-	rec, _ := fx.cat.WatermarkOf(context.Background(), "v1")
-	if got := fx.detect(t, res.RenditionKey); !got.Found || got.Payload != watermark.Payload(rec.ID) {
-		t.Fatalf("detect on the resumed rendition: %+v, want %s", got, rec.ID)
-	}
+	fx.retry(t, 3)
 
 	// Details from another plan (settings changed between attempts) are ignored.
 	fx.acts.Encode.CRF = 28
-	res, _, err = fx.run(t, &watermarkProgress{Plan: "0123456789abcdef", Segments: 5, LastFrames: 25})
+	res, _, err := fx.run(t, &watermarkProgress{Plan: "0123456789abcdef", Segments: 5, LastFrames: 25})
 	if err != nil || res.Resumed != 0 || res.Frames != 150 {
 		t.Fatalf("run with foreign details: %+v, %v", res, err)
 	}
@@ -233,15 +218,18 @@ func TestFinishedSegments(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		stored   []string
+		whole    bool
 		segments int
 		last     int
 	}{
-		{nil, 0, 0},
-		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4", "seg-000003-25.mp4"}, 2, 25}, // a gap
-		{[]string{"seg-000000-25.mp4", "seg-000001-10.mp4"}, 2, 10},                      // the video's end
-		{[]string{"seg-000000-10.mp4", "seg-000001-25.mp4"}, 1, 10},                      // nothing after a short one
-		{[]string{"seg-000000-26.mp4", "seg-000001-25.mp4"}, 0, 0},                       // not this plan's size
-		{[]string{"seg-000000-25.mp4.part", "junk"}, 0, 0},
+		{nil, false, 0, 0},
+		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4", "seg-000003-25.mp4"}, false, 2, 25}, // a gap
+		{[]string{"seg-000000-25.mp4", "seg-000001-10.mp4"}, false, 2, 10},                      // the video's end
+		{[]string{"seg-000000-10.mp4", "seg-000001-25.mp4"}, false, 1, 10},                      // nothing after a short one
+		{[]string{"seg-000000-26.mp4", "seg-000001-25.mp4"}, false, 0, 0},                       // not this plan's size
+		{[]string{"seg-000000-25.mp4.part", "junk"}, false, 0, 0},
+		{[]string{"seg-000000-40.mp4"}, true, 1, 40},                      // a whole pass: one segment of any length
+		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4"}, true, 1, 25}, // and nothing after it
 	} {
 		fs, err := blob.NewFS(t.TempDir())
 		if err != nil {
@@ -251,9 +239,52 @@ func TestFinishedSegments(t *testing.T) {
 		for _, k := range tc.stored {
 			blob.PutBytes(ctx, fs, "renditions/v1/work/p/"+k, []byte("x"))
 		}
-		p, err := a.finishedSegments(ctx, "renditions/v1/work/p/", 25)
+		p, err := a.finishedSegments(ctx, "renditions/v1/work/p/", 25, tc.whole)
 		if err != nil || p.Segments != tc.segments || p.LastFrames != tc.last || len(p.keys) != tc.segments {
 			t.Errorf("%v: %+v %v, want %d segments, last %d", tc.stored, p, err, tc.segments, tc.last)
 		}
+	}
+}
+
+// A video that fits one segment is encoded straight into the rendition: the
+// stored segment is the finished file, and a retry after it was stored (the
+// rendition's own put failed) re-encodes nothing.
+func TestWatermarkActivityWhole(t *testing.T) {
+	fx := newWMFixture(t)
+	fx.acts.SegmentSeconds = 0 // sized by work: the 6 s clip is one segment
+	fx.store.failOn = RenditionKey("v1")
+	if _, _, err := fx.run(t, nil); err == nil || !strings.Contains(err.Error(), errInjected.Error()) {
+		t.Fatalf("first attempt: %v, want the injected failure", err)
+	}
+	stored, err := fx.store.List(context.Background(), renditionWorkPrefix("v1"))
+	if err != nil || len(stored) != 1 || !strings.HasSuffix(stored[0].Key, "/seg-000000-150.mp4") {
+		t.Fatalf("stored segments %v, %v; want the whole pass as one", stored, err)
+	}
+	fx.store.failOn = ""
+	fx.retry(t, 1)
+	if left, _ := fx.store.List(context.Background(), renditionWorkPrefix("v1")); len(left) != 0 {
+		t.Fatalf("work segments left: %v", left)
+	}
+}
+
+// retry runs the activity again after a failed attempt and checks it
+// resumed the stored segments and stored a marked rendition with every frame
+// and the audio.
+func (fx *wmFixture) retry(t *testing.T, wantResumed int) {
+	t.Helper()
+	res, _, err := fx.run(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed != wantResumed || res.Frames != 150 {
+		t.Fatalf("retry %+v, want %d segments resumed and 150 frames", res, wantResumed)
+	}
+	p, _ := fx.store.LocalPath(res.RenditionKey)
+	if v, a := testenv.CountPackets(t, p); v != 150 || a == 0 {
+		t.Fatalf("rendition has %d video frames and %d audio packets", v, a)
+	}
+	rec, _ := fx.cat.WatermarkOf(context.Background(), "v1")
+	if got := fx.detect(t, res.RenditionKey); !got.Found || got.Payload != watermark.Payload(rec.ID) {
+		t.Fatalf("detect on the retried rendition: %+v, want %s", got, rec.ID)
 	}
 }

@@ -3,6 +3,7 @@ package leak
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +73,16 @@ func TestDetectAndLookup(t *testing.T) {
 	unmarked := testenv.Clip(t, "leak-slide-640x360-3s.mp4")
 	if rep, err := Detect(ctx, kr, unmarked, Options{}); err != nil || rep.Found {
 		t.Fatalf("unmarked: %+v %v", rep, err)
+	}
+	// A copy squeezed to 4:3 (a non-uniform resize) is still traced.
+	squeezed := filepath.Join(t.TempDir(), "squeezed.mp4")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-vf", "scale=480:360", "-c:v", "libx264",
+		"-preset", "veryfast", "-crf", "23", squeezed).CombinedOutput(); err != nil {
+		t.Fatalf("squeeze: %v: %s", err, out)
+	}
+	if rep, err := Detect(ctx, kr, squeezed, Options{}); err != nil || !rep.Found || rep.Payload != rec.ID.String() ||
+		!strings.Contains(rep.Transform, "aspect") {
+		t.Fatalf("squeezed to 4:3: %+v %v", rep, err)
 	}
 	// Bounded: MaxSeconds and MaxFPS cap the frames looked at.
 	if rep, err := Detect(ctx, kr, path, Options{MaxSeconds: 1, MaxFPS: 5}); err != nil || rep.Frames != 5 {

@@ -570,6 +570,18 @@ type TranscodeOptions struct {
 	// Progress is called after every frame is handed to the encoder with the
 	// number of frames done, counting those of finished segments.
 	Progress func(frames int)
+	// Whole encodes the pass as one segment that is the finished rendition:
+	// the source's audio muxed in, +faststart, never cut (StartSegment must
+	// be 0). For videos that fit one segment (FitsOneSegment), where a retry
+	// starts over anyway, it saves the MuxSegments run.
+	Whole bool
+}
+
+// FitsOneSegment reports whether vs, by its probed duration, fits one
+// segment of segFrames frames. A wrong duration costs only resumability:
+// a Whole pass is never cut.
+func FitsOneSegment(vs VideoStream, segFrames int) bool {
+	return vs.Still || (vs.DurationSec > 0 && vs.DurationSec*vs.FPS <= float64(segFrames))
 }
 
 // DefaultSegmentSeconds is the shortest default segment.
@@ -622,8 +634,8 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if opt.WorkDir == "" {
 		return TranscodeResult{}, errors.New("encode segments: no work directory")
 	}
-	if opt.StartSegment < 0 {
-		return TranscodeResult{}, fmt.Errorf("encode segments: start segment %d", opt.StartSegment)
+	if opt.StartSegment < 0 || (opt.Whole && opt.StartSegment != 0) {
+		return TranscodeResult{}, fmt.Errorf("encode segments: start segment %d (whole: %t)", opt.StartSegment, opt.Whole)
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -647,7 +659,7 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if err != nil {
 		return res, err
 	}
-	p := &pipeline{ctx: ctx, cancel: cancel, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
+	p := &pipeline{ctx: ctx, cancel: cancel, src: src, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
 	// The first encoder starts now, not at the first frame: its start-up
 	// (tens of ms) overlaps the decoder's.
 	loopErr := p.startSegment(opt.StartSegment)
@@ -688,6 +700,7 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 type pipeline struct {
 	ctx       context.Context
 	cancel    context.CancelCauseFunc
+	src       string
 	opt       TranscodeOptions
 	enc       EncodeOptions
 	vs        VideoStream
@@ -814,7 +827,7 @@ var frameLine = []byte("FRAME\n")
 // write hands f to the current segment's encoder, starting a new segment on
 // a segment boundary.
 func (p *pipeline) write(f RawFrame) error {
-	if p.cur == nil || f.Index-p.curSeg.FirstFrame >= p.res.SegmentFrames {
+	if p.cur == nil || (!p.opt.Whole && f.Index-p.curSeg.FirstFrame >= p.res.SegmentFrames) {
 		p.finishCurrent()
 		if err := p.startSegment(f.Index / p.res.SegmentFrames); err != nil {
 			return err
@@ -845,12 +858,21 @@ func (p *pipeline) startSegment(index int) error {
 	}
 	path := SegmentPath(p.opt.WorkDir, index)
 	tmp := path + ".part"
-	args := []string{"-f", "yuv4mpegpipe", "-i", "pipe:0", "-map", "0:v",
-		"-c:v", "libx264", "-preset", p.enc.Preset, "-crf", strconv.Itoa(p.enc.CRF), "-pix_fmt", "yuv420p"}
+	var ain, aout []string
+	if p.opt.Whole {
+		ain, aout = audioArgs(p.src, p.vs)
+		aout = append(aout, "-map_chapters", "-1", "-movflags", "+faststart")
+	} else {
+		aout = []string{"-an"}
+	}
+	args := append([]string{"-f", "yuv4mpegpipe", "-i", "pipe:0"}, ain...)
+	args = append(args, "-map", "0:v",
+		"-c:v", "libx264", "-preset", p.enc.Preset, "-crf", strconv.Itoa(p.enc.CRF), "-pix_fmt", "yuv420p")
 	if p.vs.SAR != "" {
 		args = append(args, "-vf", "setsar="+strings.Replace(p.vs.SAR, ":", "/", 1))
 	}
-	args = append(args, "-an", "-map_metadata", "-1", "-f", "mp4", "file:"+tmp)
+	args = append(args, aout...)
+	args = append(args, "-map_metadata", "-1", "-f", "mp4", "file:"+tmp)
 	enc, err := startFFmpeg(p.ctx, args, true, false)
 	if err != nil {
 		return err
@@ -952,6 +974,20 @@ func (p *pipeline) finishAll() {
 // re-encoded to AAC.
 var mp4AudioCodecs = map[string]bool{"aac": true, "mp3": true, "ac3": true, "eac3": true, "alac": true, "opus": true, "flac": true}
 
+// audioArgs add the first audio stream of src as input 1 of an ffmpeg run
+// whose video is input 0: the input's arguments (placed after input 0) and
+// the output's, copied when MP4 can hold the codec, else encoded to AAC.
+func audioArgs(src string, vs VideoStream) (in, out []string) {
+	if !vs.HasAudio {
+		return nil, nil
+	}
+	in = []string{"-protocol_whitelist", "file", "-i", "file:" + src}
+	if mp4AudioCodecs[vs.AudioCodec] {
+		return in, []string{"-map", "1:a:0", "-c:a", "copy"}
+	}
+	return in, []string{"-map", "1:a:0", "-c:a", "aac", "-b:a", "160k"}
+}
+
 // MuxSegments joins segment files (in order) into dst, an MP4 with
 // +faststart, without re-encoding the video, and adds the first audio stream
 // of src: copied when MP4 can hold it, else encoded to AAC. Metadata of src
@@ -982,17 +1018,9 @@ func MuxSegments(ctx context.Context, src string, vs VideoStream, segments []str
 	if err := list.Close(); err != nil {
 		return err
 	}
-	args := []string{"-protocol_whitelist", "file", "-f", "concat", "-safe", "0", "-i", "file:" + list.Name()}
-	if vs.HasAudio {
-		args = append(args, "-protocol_whitelist", "file", "-i", "file:"+src, "-map", "0:v:0", "-map", "1:a:0")
-		if mp4AudioCodecs[vs.AudioCodec] {
-			args = append(args, "-c:a", "copy")
-		} else {
-			args = append(args, "-c:a", "aac", "-b:a", "160k")
-		}
-	} else {
-		args = append(args, "-map", "0:v:0")
-	}
+	ain, aout := audioArgs(src, vs)
+	args := append([]string{"-protocol_whitelist", "file", "-f", "concat", "-safe", "0", "-i", "file:" + list.Name()}, ain...)
+	args = append(append(args, "-map", "0:v:0"), aout...)
 	args = append(args, "-c:v", "copy", "-map_metadata", "-1", "-map_chapters", "-1",
 		"-movflags", "+faststart", "-f", "mp4", "file:"+dst)
 	ctx, cancel := context.WithCancel(ctx)
@@ -1011,19 +1039,31 @@ func MuxSegments(ctx context.Context, src string, vs VideoStream, segments []str
 	return nil
 }
 
-// Transcode runs the whole pass in one go: EncodeSegments into a temporary
-// directory next to dst, then MuxSegments into dst. For callers that need no
-// resume (the CLI).
+// Transcode runs the whole pass in one go, for callers that need no resume
+// (the CLI): a video that fits one segment is encoded straight into dst
+// (Whole); a longer one is encoded in segments in a temporary directory next
+// to dst, then joined by MuxSegments.
 func Transcode(ctx context.Context, src, dst string, opt TranscodeOptions, transform func(RawFrame) error) (TranscodeResult, error) {
+	if opt.Stream == nil {
+		vs, err := ProbeStream(ctx, src)
+		if err != nil {
+			return TranscodeResult{}, err
+		}
+		opt.Stream = &vs
+	}
 	dir, err := os.MkdirTemp(filepath.Dir(dst), ".transcode-*")
 	if err != nil {
 		return TranscodeResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	opt.WorkDir, opt.StartSegment = dir, 0
+	opt.Whole = FitsOneSegment(*opt.Stream, SegmentFrames(*opt.Stream, opt.SegmentSeconds))
 	res, err := EncodeSegments(ctx, src, opt, transform)
 	if err != nil {
 		return res, err
+	}
+	if opt.Whole && len(res.Segments) == 1 {
+		return res, os.Rename(res.Segments[0].Path, dst)
 	}
 	paths := make([]string, len(res.Segments))
 	for i, s := range res.Segments {

@@ -46,3 +46,16 @@ func BenchmarkDetectResult(b *testing.B) {
 		d.Result()
 	}
 }
+
+// BenchmarkDetectResultAspect is a one-off detection's decision on unmarked
+// input with the non-uniform resize stage (package leak).
+func BenchmarkDetectResultAspect(b *testing.B) {
+	kr := testKeyring(b, testKeySpec)
+	d := NewDetector(kr)
+	d.SearchAspect()
+	d.Add(naturalFrame(1920, 1080, 1))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d.Result()
+	}
+}

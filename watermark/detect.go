@@ -15,10 +15,6 @@ import (
 const (
 	gridW      = 2 * cellsAcross
 	fineBins   = 2 * tileCells // fold resolution: half cells
-	hpRadius   = 2             // high-pass: minus the 5x5 local mean
-	varRadius  = 4             // local deviation over 9x9 samples
-	varFloor   = 0.25          // luma^2: keeps flat areas from amplifying rounding noise
-	clipSigma  = 3             // robust clip of normalized samples
 	zoomMin    = 0.97
 	zoomMax    = 1.31
 	zoomStep   = 1.006 // keeps fold misalignment under half a cell at the frame edge
@@ -30,14 +26,28 @@ const (
 	refineSteps   = 2 // fine zoom refinement: +-refineSteps steps of zoomStep^(1/4)
 )
 
+// Whitening; variables so the margin experiment (margin_test.go) can vary them.
+var (
+	hpRadius  = 2    // high-pass: minus the 5x5 local mean
+	varRadius = 4    // local deviation over 9x9 samples
+	varFloor  = 0.25 // luma^2: keeps flat areas from amplifying rounding noise
+	clipSigma = 3.0  // robust clip of normalized samples
+	sdWeight  = 1.0  // evidence weight 1/deviation^sdWeight
+)
+
+// zooms are the coarse search's zooms: zoomMin..zoomMax for marks on the
+// cellsAcross grid, and the same range times cellsAcross/smallCellsAcross
+// for marks made on small frames.
 var zooms = func() []float64 {
 	var z []float64
-	for k := int(math.Floor(math.Log(zoomMin) / math.Log(zoomStep))); ; k++ {
-		v := math.Pow(zoomStep, float64(k))
-		if v > zoomMax {
-			break
+	for _, f := range []float64{1, float64(cellsAcross) / smallCellsAcross} {
+		for k := int(math.Floor(math.Log(zoomMin) / math.Log(zoomStep))); ; k++ {
+			v := math.Pow(zoomStep, float64(k))
+			if v > zoomMax {
+				break
+			}
+			z = append(z, v*f)
 		}
-		z = append(z, v)
 	}
 	return z
 }()
@@ -69,6 +79,7 @@ type keyState struct {
 // it on demand. Not safe for concurrent use.
 type Detector struct {
 	keys        []*keyState
+	aspect      bool // SearchAspect
 	acc         []float32
 	gw, gh      int
 	frames      int
@@ -163,34 +174,99 @@ func (d *Detector) whitenInto(dst []float32) {
 	}
 	sq := d.blur
 	boxBlur(d.tmp, sq, d.sq, w, h, varRadius)
+	cs := float32(clipSigma)
 	for i, v := range d.base {
-		sd := float32(math.Sqrt(float64(sq[i] + varFloor)))
+		sd := float32(math.Sqrt(float64(sq[i]) + varFloor))
 		r := v / sd
-		if r > clipSigma {
-			r = clipSigma
-		} else if r < -clipSigma {
-			r = -clipSigma
+		if r > cs {
+			r = cs
+		} else if r < -cs {
+			r = -cs
 		}
-		dst[i] += r / sd
+		if sdWeight == 1 {
+			dst[i] += r / sd
+		} else {
+			dst[i] += r / float32(math.Pow(float64(sd), sdWeight))
+		}
 	}
 }
 
 type candidate struct {
-	key   int
-	zoom  float64
-	flip  bool
-	score float64
+	key    int
+	zoom   float64
+	aspect float64 // vertical zoom / horizontal zoom
+	flip   bool
+	score  float64
 }
+
+// uniform is the first stage's only aspect: an aspect-preserving resize.
+var uniform = []float64{1}
+
+// aspects are the second stage's (SearchAspect) vertical/horizontal zoom
+// ratios: 0.72-1.39 in steps that keep the fold misaligned by under half a
+// cell at the top and bottom edges, ratio 1 excluded (the first stage's).
+// They cover a 16:9 frame squeezed to 4:3 (1.33) or stretched back (0.75)
+// and crops of one side only.
+var aspects = func() []float64 {
+	const step = 1.018
+	var r []float64
+	for k := int(math.Floor(math.Log(0.72) / math.Log(step))); ; k++ {
+		v := math.Pow(step, float64(k))
+		if v > 1.39 {
+			break
+		}
+		if k != 0 {
+			r = append(r, v)
+		}
+	}
+	return r
+}()
+
+// SearchAspect makes Result also search non-uniform resizes (aspects) when
+// the uniform search finds nothing. It multiplies the search's cost by
+// about 37 on unmarked input and doubles the decodes per key (the
+// false-alarm bound becomes 8 * MaxKeys * 2^-40 per detection): for
+// one-off detections (package leak), not for per-window scans.
+func (d *Detector) SearchAspect() { d.aspect = true }
 
 // Result decodes the evidence accumulated so far.
 func (d *Detector) Result() Result {
-	res := Result{Frames: d.frames}
+	best := Result{Frames: d.frames}
 	if d.frames == 0 || len(d.keys) == 0 {
-		return res
+		return best
 	}
-	// Coarse search: fold at every zoom into one bin per cell, correlate with
-	// each key's sync template, both orientations.
-	var cands [][]candidate = make([][]candidate, len(d.keys))
+	stages := [][]float64{uniform}
+	if d.aspect {
+		stages = append(stages, aspects)
+	}
+	for _, ratios := range stages {
+		for k, cs := range d.search(ratios) {
+			if len(cs) > 0 && cs[0].score > best.SyncScore {
+				best.SyncScore = cs[0].score
+			}
+			for i := 0; i < min(candidates, len(cs)); i++ {
+				if cs[i].score < minCoarseSync {
+					break // no decodable mark has a sync this weak; saves time, not a safety check
+				}
+				r := d.decode(k, cs[i])
+				if r.Found {
+					return r
+				}
+				if r.SyncScore > best.SyncScore {
+					best.SyncScore = r.SyncScore
+				}
+			}
+		}
+	}
+	return best
+}
+
+// search is the coarse geometric search: it folds the evidence at every
+// zoom and aspect ratio into one bin per cell and correlates each fold with
+// each key's sync template, both orientations. It returns every key's
+// candidates, best first.
+func (d *Detector) search(ratios []float64) [][]candidate {
+	cands := make([][]candidate, len(d.keys))
 	fold := make([]complex128, tileArea)
 	spec := make([]complex128, tileArea)
 	// The coarse grid: 2x2 sums, one sample per cell at zoom 1.
@@ -209,53 +285,46 @@ func (d *Detector) Result() Result {
 		for i := range colBin {
 			colBin[i] = foldBin(i, cw, z, 1, tileCells)
 		}
-		for j := range rowBin {
-			rowBin[j] = foldBin(j, ch, z, 1, tileCells) * tileCells
-		}
-		clear(foldR)
-		for j := 0; j < ch; j++ {
-			row := coarse[j*cw : j*cw+cw]
-			fr := foldR[rowBin[j]:]
-			for i, v := range row {
-				fr[colBin[i]] += v
-			}
-		}
-		// The fold as the real part, its mirror image (the flip hypothesis)
-		// as the imaginary part: the templates are real, so one complex
-		// correlation yields both.
-		for y := 0; y < tileCells; y++ {
-			for x := 0; x < tileCells; x++ {
-				fold[y*tileCells+x] = complex(foldR[y*tileCells+x], foldR[y*tileCells+tileCells-1-x])
-			}
-		}
-		copy(spec, fold)
-		d.fftC.transform(spec, false)
-		for k, ks := range d.keys {
-			straight, flipped := d.correlate2(d.fftC, spec, ks.coarse, tileCells)
-			cands[k] = append(cands[k], candidate{key: k, zoom: z, score: straight},
-				candidate{key: k, zoom: z, flip: true, score: flipped})
+		for _, r := range ratios {
+			d.searchOne(coarse, colBin, rowBin, foldR, fold, spec, z, r, cands)
 		}
 	}
-	best := Result{Frames: d.frames}
-	for k, cs := range cands {
+	for _, cs := range cands {
 		sort.Slice(cs, func(a, b int) bool { return cs[a].score > cs[b].score })
-		if len(cs) > 0 && cs[0].score > best.SyncScore {
-			best.SyncScore = cs[0].score
-		}
-		for i := 0; i < min(candidates, len(cs)); i++ {
-			if cs[i].score < minCoarseSync {
-				break // no decodable mark has a sync this weak; saves time, not a safety check
-			}
-			r := d.decode(k, cs[i])
-			if r.Found {
-				return r
-			}
-			if r.SyncScore > best.SyncScore {
-				best.SyncScore = r.SyncScore
-			}
+	}
+	return cands
+}
+
+// searchOne folds the coarse grid at zoom z (columns) and z*r (rows) and
+// appends every key's straight and mirrored sync scores to cands.
+func (d *Detector) searchOne(coarse []float64, colBin, rowBin []int, foldR []float64, fold, spec []complex128, z, r float64, cands [][]candidate) {
+	cw, ch := len(colBin), len(rowBin)
+	for j := range rowBin {
+		rowBin[j] = foldBin(j, ch, z*r, 1, tileCells) * tileCells
+	}
+	clear(foldR)
+	for j := 0; j < ch; j++ {
+		row := coarse[j*cw : j*cw+cw]
+		fr := foldR[rowBin[j]:]
+		for i, v := range row {
+			fr[colBin[i]] += v
 		}
 	}
-	return best
+	// The fold as the real part, its mirror image (the flip hypothesis)
+	// as the imaginary part: the templates are real, so one complex
+	// correlation yields both.
+	for y := 0; y < tileCells; y++ {
+		for x := 0; x < tileCells; x++ {
+			fold[y*tileCells+x] = complex(foldR[y*tileCells+x], foldR[y*tileCells+tileCells-1-x])
+		}
+	}
+	copy(spec, fold)
+	d.fftC.transform(spec, false)
+	for k, ks := range d.keys {
+		straight, flipped := d.correlate2(d.fftC, spec, ks.coarse, tileCells)
+		cands[k] = append(cands[k], candidate{key: k, zoom: z, aspect: r, score: straight},
+			candidate{key: k, zoom: z, aspect: r, flip: true, score: flipped})
+	}
 }
 
 // foldBin maps sample i of n (samples per cell spc at zoom 1) to its tile
@@ -324,6 +393,49 @@ func (d *Detector) correlate2(f *fft2, spec, conjTmpl []complex128, n int) (re, 
 // decode refines a coarse candidate at half-cell resolution and decodes the
 // payload, accepting it only when the keyed tag matches.
 func (d *Detector) decode(k int, c candidate) Result {
+	l := d.keys[k].l
+	g := d.refine(k, c)
+	res := Result{Frames: d.frames, SyncScore: g.score}
+	bits := viterbi(g.soft, infoBits)
+	p, t := decodeInfo(bits)
+	if t != tag(l.secret, p) {
+		return res
+	}
+	coded := convEncode(bits)
+	var agree, total float64
+	for i, s := range g.soft {
+		agree += float64(2*int(coded[i])-1) * s
+		total += math.Abs(s)
+	}
+	res.Found, res.Payload, res.KeyID = true, p, l.keyID
+	if total > 0 {
+		res.Confidence = math.Max(0, agree/total)
+	}
+	flip := ""
+	if c.flip {
+		flip = " flip"
+	}
+	aspect := ""
+	if c.aspect != 1 {
+		aspect = fmt.Sprintf(" aspect %.3f", c.aspect)
+	}
+	res.Transform = fmt.Sprintf("zoom %.3f%s shift %.1f,%.1f cells%s", g.zoom, aspect, float64(g.bx)/2, float64(g.by)/2, flip)
+	return res
+}
+
+// refined is a candidate geometry at half-cell resolution and the soft
+// values of the coded bits read under it.
+type refined struct {
+	soft   []float64
+	flip   bool
+	score  float64
+	zoom   float64
+	bx, by int
+}
+
+// refine searches the zoom around a coarse candidate at half-cell
+// resolution and reads the soft coded bits at the best sync peak.
+func (d *Detector) refine(k int, c candidate) refined {
 	ks := d.keys[k]
 	n := fineBins
 	spec := make([]complex128, n*n)
@@ -333,7 +445,7 @@ func (d *Detector) decode(k int, c candidate) Result {
 	var bx, by int
 	for s := -refineSteps; s <= refineSteps; s++ {
 		z := c.zoom * math.Pow(zoomStep, float64(s)/4)
-		fold := d.fineFold(z)
+		fold := d.fineFold(z, z*c.aspect)
 		if c.flip {
 			mirrorF(fold, n)
 		}
@@ -346,8 +458,14 @@ func (d *Detector) decode(k int, c candidate) Result {
 			bestScore, bestFold, bestZ, bx, by = score, fold, z, px, py
 		}
 	}
+	return refined{soft: softAt(ks.l, bestFold, bx, by), flip: c.flip, score: bestScore, zoom: bestZ, bx: bx, by: by}
+}
+
+// softAt reads the soft coded bits from a half-cell fold whose tile origin
+// is at bins (bx, by).
+func softAt(l *layout, fold []float64, bx, by int) []float64 {
+	n := fineBins
 	soft := make([]float64, codedBits)
-	l := ks.l
 	for cy := 0; cy < tileCells; cy++ {
 		for cx := 0; cx < tileCells; cx++ {
 			ci := cy*tileCells + cx
@@ -358,46 +476,25 @@ func (d *Detector) decode(k int, c candidate) Result {
 			for dy := 0; dy < 2; dy++ {
 				yb := (2*cy + by + dy) % n
 				for dx := 0; dx < 2; dx++ {
-					v += bestFold[yb*n+(2*cx+bx+dx)%n]
+					v += fold[yb*n+(2*cx+bx+dx)%n]
 				}
 			}
 			soft[l.bit[ci]] += float64(l.sign[ci]) * v
 		}
 	}
-	res := Result{Frames: d.frames, SyncScore: bestScore}
-	bits := viterbi(soft, infoBits)
-	p, t := decodeInfo(bits)
-	if t != tag(l.secret, p) {
-		return res
-	}
-	coded := convEncode(bits)
-	var agree, total float64
-	for i, s := range soft {
-		agree += float64(2*int(coded[i])-1) * s
-		total += math.Abs(s)
-	}
-	res.Found, res.Payload, res.KeyID = true, p, l.keyID
-	if total > 0 {
-		res.Confidence = math.Max(0, agree/total)
-	}
-	flip := ""
-	if c.flip {
-		flip = " flip"
-	}
-	res.Transform = fmt.Sprintf("zoom %.3f shift %.1f,%.1f cells%s", bestZ, float64(bx)/2, float64(by)/2, flip)
-	return res
+	return soft
 }
 
 // fineFold folds the accumulated grid at zoom z into half-cell bins with
 // bilinear splatting.
-func (d *Detector) fineFold(z float64) []float64 {
+func (d *Detector) fineFold(zx, zy float64) []float64 {
 	n := fineBins
 	fold := make([]float64, n*n)
 	type pos struct {
 		b0, b1 int
 		w0, w1 float64
 	}
-	axis := func(cnt int) []pos {
+	axis := func(cnt int, z float64) []pos {
 		p := make([]pos, cnt)
 		for i := range p {
 			u := (float64(i)+0.5-float64(cnt)/2)/z - 0.5
@@ -411,7 +508,7 @@ func (d *Detector) fineFold(z float64) []float64 {
 		}
 		return p
 	}
-	cols, rows := axis(d.gw), axis(d.gh)
+	cols, rows := axis(d.gw, zx), axis(d.gh, zy)
 	for j, r := range rows {
 		src := d.acc[j*d.gw : j*d.gw+d.gw]
 		r0, r1 := fold[r.b0*n:r.b0*n+n], fold[r.b1*n:r.b1*n+n]

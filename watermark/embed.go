@@ -52,7 +52,7 @@ func (f Frame) validate(minW, minH int) error {
 const (
 	maskBlock  = 16
 	ampRefCell = 10.0 // cell size (pixels) the amplitudes are tuned for
-	ampCellExp = 0.4  // amplitude scale = (cell/ampRefCell)^ampCellExp below it
+	ampCellExp = 0.7  // amplitude scale = (cell/ampRefCell)^ampCellExp below it
 )
 
 // Variables so the tuning experiments (tune_test.go, sweep_test.go) can vary them.
@@ -93,7 +93,7 @@ func (e *Embedder) geometry(w, h int) *geometry {
 	if g, ok := e.geoms.Load(size{w, h}); ok {
 		return g.(*geometry)
 	}
-	cell := float64(w) / cellsAcross
+	cell := float64(w) / float64(cellsFor(w))
 	axis := func(n int) ([]uint8, []int32) {
 		t := make([]uint8, n)
 		wt := make([]int32, n)
@@ -123,11 +123,16 @@ func (e *Embedder) Mark(f Frame, p Payload) error {
 	if err := f.validate(MinMarkWidth, MinMarkHeight); err != nil {
 		return fmt.Errorf("watermark mark: %w", err)
 	}
-	g := e.geometry(f.Width, f.Height)
 	chips := e.l.chips(p)
+	e.addPattern(f, &chips, blockAmplitudes(f))
+	return nil
+}
+
+// addPattern adds the pattern of the given chips (+-1) with per-block
+// amplitudes (the mask) to f.
+func (e *Embedder) addPattern(f Frame, chips *[tileArea]int8, amp []int32) {
+	g := e.geometry(f.Width, f.Height)
 	bw := (f.Width + maskBlock - 1) / maskBlock
-	bh := (f.Height + maskBlock - 1) / maskBlock
-	amp := blockAmplitudes(f, bw, bh)
 	// Each tile row of chips interpolated across the frame width (x256).
 	lines := make([]int32, tileCells*f.Width)
 	for t := 0; t < tileCells; t++ {
@@ -161,15 +166,16 @@ func (e *Embedder) Mark(f Frame, p Payload) error {
 			}
 		}
 	}
-	return nil
 }
 
 // blockAmplitudes is the mask: per 16x16 block, the amplitude in 1/16 luma
 // levels from the block's mean absolute gradient (sampled on every fourth
 // row and second column, plenty for a masking decision).
-func blockAmplitudes(f Frame, bw, bh int) []int32 {
+func blockAmplitudes(f Frame) []int32 {
+	bw := (f.Width + maskBlock - 1) / maskBlock
+	bh := (f.Height + maskBlock - 1) / maskBlock
 	amp := make([]int32, bw*bh)
-	scale := min(1, math.Pow(float64(f.Width)/cellsAcross/ampRefCell, ampCellExp))
+	scale := min(1, math.Pow(float64(f.Width)/float64(cellsFor(f.Width))/ampRefCell, ampCellExp))
 	for by := 0; by < bh; by++ {
 		y0 := by * maskBlock
 		y1 := min(y0+maskBlock, f.Height-1)

@@ -2,6 +2,7 @@ package watermark
 
 import (
 	"os"
+	"sort"
 	"strconv"
 	"testing"
 )
@@ -16,8 +17,8 @@ type experiment struct {
 	p    Payload
 }
 
-// markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides,
-// resolves clip (a shared clip name or "slide"/"dark"), decodes its first n
+// markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides
+// (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark"), decodes its first n
 // frames and marks them with a fixed payload.
 func markExperiment(t *testing.T, clip string, n int) experiment {
 	for _, v := range []struct {
@@ -42,15 +43,37 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	c := decodeRaw(t, path, "", n)
 	orig := c.clone()
 	p := Payload(0x0123456789abcdef)
-	markClip(t, e, c, p)
+	if mt, err := strconv.ParseFloat(os.Getenv("WM_MOTION"), 64); err == nil {
+		mmin, _ := strconv.ParseFloat(envOr("WM_MOTION_MIN", "0.4"), 64)
+		for i := range c.frames {
+			f := c.luma(i)
+			amp := blockAmplitudes(f)
+			if i > 0 {
+				motionScale(f, orig.luma(i-1), amp, mt, mmin)
+			}
+			chips := e.l.chips(p)
+			e.addPattern(f, &chips, amp)
+		}
+	} else {
+		markClip(t, e, c, p)
+	}
 	return experiment{kr: kr, path: path, orig: orig, c: c, p: p}
 }
 
 // windows runs detection on each whole win-frame window of a and counts the
-// windows that read back the exact payload; each (optional) sees every result.
-func (x experiment) windows(t *testing.T, a *rawClip, win int, each func(start int, r Result)) (ok, tot int) {
+// windows that read back the exact payload; each (optional) sees every
+// result. snrs are the windows' bit SNRs (bitSNR at the best uniform sync
+// candidate), sorted.
+func (x experiment) windows(t *testing.T, a *rawClip, win int, each func(start int, r Result)) (ok, tot int, snrs []float64) {
+	coded := convEncode(infoWord(x.kr.Current.Secret, x.p))
 	for s := 0; s+win <= len(a.frames); s += win {
-		r := detectClip(t, x.kr, a, s, win)
+		d := NewDetector(x.kr)
+		for i := s; i < s+win; i++ {
+			if err := d.Add(a.luma(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := d.Result()
 		tot++
 		if r.Found && r.Payload == x.p {
 			ok++
@@ -58,8 +81,10 @@ func (x experiment) windows(t *testing.T, a *rawClip, win int, each func(start i
 		if each != nil {
 			each(s, r)
 		}
+		snrs = append(snrs, bitSNR(d.refine(0, d.search(uniform)[0][0]).soft, coded))
 	}
-	return ok, tot
+	sort.Float64s(snrs)
+	return ok, tot, snrs
 }
 
 func envOr(k, d string) string {
@@ -67,4 +92,28 @@ func envOr(k, d string) string {
 		return v
 	}
 	return d
+}
+
+// motionScale lowers the amplitude of blocks whose content changed since
+// the previous (unmarked) frame: there the encoder drags the fixed pattern
+// along with the motion and pays for the difference.
+func motionScale(f, prev Frame, amp []int32, thresh, minScale float64) {
+	bw := (f.Width + maskBlock - 1) / maskBlock
+	for b := range amp {
+		by, bx := b/bw, b%bw
+		var sad, n int
+		for y := by * maskBlock; y < min((by+1)*maskBlock, f.Height); y += 2 {
+			for x := bx * maskBlock; x < min((bx+1)*maskBlock, f.Width); x += 2 {
+				d := int(f.Y[y*f.Stride+x]) - int(prev.Y[y*prev.Stride+x])
+				if d < 0 {
+					d = -d
+				}
+				sad += d
+				n++
+			}
+		}
+		m := float64(sad) / float64(max(n, 1))
+		s := max(minScale, 1/(1+m/thresh))
+		amp[b] = int32(float64(amp[b])*s + 0.5)
+	}
 }

@@ -134,3 +134,48 @@ func TestRobustCRF28Downscale(t *testing.T) {
 		})
 	}
 }
+
+// A non-uniform resize (16:9 squeezed to 4:3, a one-sided crop stretched
+// back) is found by the aspect stage only: the uniform search misses it.
+func TestAspectSearch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("encodes video with ffmpeg")
+	}
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	const p = Payload(0x0badc0ffee123456)
+	raw := decodeRaw(t, sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), "scale=1280:720", 32)
+	markClip(t, e, raw, p)
+	marked := encode(t, raw, "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23")
+	for _, attack := range []string{
+		"scale=960:720",                      // 16:9 squeezed to 4:3: rows zoomed 1.33x the columns
+		"scale=640:480",                      // the same at 480p
+		"crop=iw*0.85:ih,scale=1280:720",     // a crop of the width only, stretched back
+		"scale=1280:600,crop=1152:600,hflip", // squashed, cropped and flipped
+	} {
+		a := decodeRaw(t, marked, attack, 0)
+		uniformOnly := detectClip(t, kr, a, 0, 32)
+		d := NewDetector(kr)
+		d.SearchAspect()
+		for i := range a.frames {
+			if err := d.Add(a.luma(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := d.Result()
+		if !r.Found || r.Payload != p {
+			t.Errorf("%s: got %+v, want %v", attack, r, p)
+		}
+		if uniformOnly.Found {
+			t.Errorf("%s: the uniform search alone found it (%s): not a test of the aspect stage", attack, uniformOnly.Transform)
+		}
+		t.Logf("%s: confidence %.2f sync %.1f %s", attack, r.Confidence, r.SyncScore, r.Transform)
+	}
+	// Unmarked frames stay not found through both stages.
+	d := NewDetector(kr)
+	d.SearchAspect()
+	d.Add(naturalFrame(960, 720, 3))
+	if r := d.Result(); r.Found {
+		t.Errorf("unmarked frame: found %+v", r)
+	}
+}

@@ -4,14 +4,30 @@ package watermark
 // frameWidth/cellsAcross pixels, so the grid is defined relative to the frame
 // and any uniform rescale keeps it aligned. Cells form periodic tiles of
 // tileCells x tileCells; a crop then only shifts the tiling cyclically.
+//
+// Frames narrower than smallFrameWidth get larger cells: cellsAcross
+// would make them under 6.7 px, which re-encodes at CRF 35 or with H.265
+// wipe out (measured on the 432p clips: 4 px cells keep 2/6 windows at
+// x264 CRF 35, 6 px cells 6/6, and cost fewer bits). The two grids differ
+// by the factor 1.5, which the detector's zoom search covers.
 const (
-	cellsAcross = 192 // cells across the frame width: 10 px cells at 1920 wide
-	tileCells   = 32  // tile side in cells
-	tileArea    = tileCells * tileCells
-	syncCells   = tileArea / 4                  // a quarter of the cells carry the keyed sync pattern
-	dataCells   = tileArea - syncCells          // the rest carry coded bits, 2 or 3 cells each per tile
-	_           = uint(dataCells - 2*codedBits) // compile-time check: every coded bit gets 2+ cells
+	cellsAcross      = 192  // cells across the frame width: 10 px cells at 1920 wide
+	smallCellsAcross = 128  // below smallFrameWidth: 6 px cells at 768 wide
+	smallFrameWidth  = 1280 // 6.7 px cells with cellsAcross
+	tileCells        = 32   // tile side in cells
+	tileArea         = tileCells * tileCells
+	syncCells        = tileArea / 4                  // a quarter of the cells carry the keyed sync pattern
+	dataCells        = tileArea - syncCells          // the rest carry coded bits, 2 or 3 cells each per tile
+	_                = uint(dataCells - 2*codedBits) // compile-time check: every coded bit gets 2+ cells
 )
+
+// cellsFor is the number of cells across a frame of width w.
+func cellsFor(w int) int {
+	if w < smallFrameWidth {
+		return smallCellsAcross
+	}
+	return cellsAcross
+}
 
 // layout is the keyed assignment of tile cells: a sync chip (+-1) or one
 // coded bit with a keyed sign.

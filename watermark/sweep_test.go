@@ -12,10 +12,12 @@ import (
 
 // TestSweep is the bitrate/robustness tradeoff experiment (WM_SWEEP=1;
 // WM_CLIP a shared clip name or "slide"/"dark", WM_FRAMES, and the WM_FLAT /
-// WM_MAX / WM_PERACT mask overrides of TestTune). It marks the clip, encodes
-// the CRF 23 rendition (x264 veryfast) next to the unmarked frames for the
-// size cost, then re-encodes the rendition with H.264 CRF 28 and 35 and
-// H.265 CRF 28 and counts 32-frame windows with the exact payload.
+// WM_MAX / WM_PERACT mask overrides of TestTune, WM_MOTION, and
+// WM_MARKED_ARGS: extra x264 arguments for the marked encode only). It
+// marks the clip, encodes the CRF 23 rendition (x264 veryfast) next to the
+// unmarked frames for the size cost, then re-encodes the rendition with
+// H.264 CRF 28 and 35 and H.265 CRF 28 and counts 32-frame windows with the
+// exact payload, with each attack's median bit SNR (see TestMargin).
 func TestSweep(t *testing.T) {
 	if os.Getenv("WM_SWEEP") == "" {
 		t.Skip("tradeoff experiment: set WM_SWEEP=1")
@@ -31,14 +33,14 @@ func TestSweep(t *testing.T) {
 	}
 	fr := strconv.FormatFloat(fps, 'f', 3, 64)
 	plain := encode(t, orig, fr, x264("23")...)
-	marked := encode(t, c, fr, x264("23")...)
+	marked := encode(t, c, fr, append(x264("23"), strings.Fields(os.Getenv("WM_MARKED_ARGS"))...)...)
 	sp, sm := fileSizeOf(t, plain), fileSizeOf(t, marked)
 	secs := float64(len(c.frames)) / fps
 	kbps := func(b int64) float64 { return float64(b) * 8 / secs / 1000 }
 	rend := decodeRaw(t, marked, "", 0)
 	count := func(a *rawClip) string {
-		ok, tot := x.windows(t, a, 32, nil)
-		return fmt.Sprintf("%d/%d", ok, tot)
+		ok, tot, snrs := x.windows(t, a, 32, nil)
+		return fmt.Sprintf("%d/%d (SNR %.2f)", ok, tot, snrs[len(snrs)/2])
 	}
 	res := []string{count(rend)}
 	for _, args := range [][]string{x264("28"), x264("35"),
@@ -46,7 +48,7 @@ func TestSweep(t *testing.T) {
 		res = append(res, count(decodeRaw(t, encode(t, rend, fr, args...), "", 0)))
 	}
 	t.Logf("SWEEP %s cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s",
-		clip, cellsAcross, os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
+		clip, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
 		100*(float64(sm)/float64(sp)-1), kbps(sp), kbps(sm), kbps(sm)-kbps(sp), res[0], res[1], res[2], res[3])
 }
 

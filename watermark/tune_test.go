@@ -28,7 +28,7 @@ func TestTune(t *testing.T) {
 		win = v
 	}
 	report := func(name string, a *rawClip) {
-		ok, tot := x.windows(t, a, win, func(s int, r Result) {
+		ok, tot, _ := x.windows(t, a, win, func(s int, r Result) {
 			t.Logf("%s win %d: %v conf %.2f sync %.1f %s", name, s, r.Found, r.Confidence, r.SyncScore, r.Transform)
 		})
 		t.Logf("%s: %d/%d", name, ok, tot)

@@ -274,7 +274,7 @@ func TestFalseAlarms(t *testing.T) {
 	bunny := decodeRaw(t, sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), "scale=480:270,fps=5", 0)
 	foreign, _ := NewEmbedder(Key{ID: "f", Secret: []byte("a foreign key, 32 bytes long....")})
 	var next atomic.Int64
-	var found atomic.Int64
+	var found, aspectWindows atomic.Int64
 	var wg sync.WaitGroup
 	for g := 0; g < 2; g++ {
 		wg.Add(1)
@@ -289,6 +289,10 @@ func TestFalseAlarms(t *testing.T) {
 				kr := Keyring{Current: randomKey(r, "k")}
 				kr.All = []Key{kr.Current}
 				d := NewDetector(kr)
+				if i%100 == 0 { // the second stage too: 37x the search, so a sample
+					d.SearchAspect()
+					aspectWindows.Add(1)
+				}
 				frames := 1 + r.Intn(3)
 				for k := 0; k < frames; k++ {
 					var f Frame
@@ -325,7 +329,7 @@ func TestFalseAlarms(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d unmarked windows, %d false identifications", windows, found.Load())
+	t.Logf("%d unmarked windows (%d with the aspect stage), %d false identifications", windows, aspectWindows.Load(), found.Load())
 }
 
 var _ = hex.EncodeToString
