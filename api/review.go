@@ -210,6 +210,8 @@ func (s *Server) update(ctx context.Context, it review.Item, name string, arg, o
 func (s *Server) updateError(w http.ResponseWriter, r *http.Request, it review.Item, err error) {
 	var appErr *temporal.ApplicationError
 	var notFound *serviceerror.NotFound
+	var unavailable *serviceerror.Unavailable
+	var timedOut *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	switch {
 	case errors.As(err, &appErr):
 		switch appErr.Type() {
@@ -232,8 +234,11 @@ func (s *Server) updateError(w http.ResponseWriter, r *http.Request, it review.I
 		}
 	case errors.As(err, &notFound), strings.Contains(err.Error(), "workflow execution already completed"):
 		writeError(w, http.StatusConflict, "already_decided", "review item "+it.ID+" is closed")
-	case errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "no worker answered in time; retry")
+	case errors.As(err, &unavailable), errors.As(err, &timedOut), errors.Is(err, context.DeadlineExceeded):
+		// The workflow service or its worker did not answer in time (e.g.
+		// Temporal is down). Retrying is safe: the item's version makes a
+		// decision that did go through answer 409.
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the workflow service did not answer in time; retry")
 	default:
 		s.internalError(w, r, err)
 	}

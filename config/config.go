@@ -73,7 +73,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_REPORTS_TO_UNPUBLISH", "3", "this many reports take a published video offline pending review (0: never)"},
 	{"LESSONFLOW_WEBHOOK_URL", "(unset: none)", "where decisions and escalations are POSTed, signed with HMAC-SHA256"},
 	{"LESSONFLOW_WEBHOOK_SECRET", "(required with the URL)", "webhook signing secret, at least 16 bytes"},
-	{"LESSONFLOW_EVIDENCE_KEY", "(unset: random per process)", "signs evidence URLs, at least 32 bytes; set the same on every API process"},
+	{"LESSONFLOW_EVIDENCE_KEY", "(unset: dev keeps one in the data dir; api uses a random per-process key)", "signs evidence URLs, at least 32 bytes; set the same on every API process"},
 	{"LESSONFLOW_EVIDENCE_TTL", "10m", "how long a signed evidence URL works"},
 	{"LESSONFLOW_WATERMARK_KEY", "(dev: generated)", "watermark keyring `id:HEX,...` (secrets 16-64 bytes); the first key marks new videos, all are tried by detection. Secret: never logged"},
 	{"LESSONFLOW_WATERMARK_CRF", "23", "x264 CRF of the watermarked renditions (0-51)"},

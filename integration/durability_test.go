@@ -160,17 +160,7 @@ func TestTemporalServerKilledMidPipeline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills the Temporal server; not in -short")
 	}
-	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(dir, "temporal.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := devserver.Options{CLI: testenv.TemporalCLI(t), DBFile: filepath.Join(dir, "temporal.db"), Log: logf}
-	srv, err := devserver.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
+	srv, opts := startPersistedServer(t)
 	s := newStack(t, stackOptions{server: srv, namespace: "default", noWorker: true})
 	s.startWorkerProcess(t, 1)
 	clip := longClip(t)
@@ -191,13 +181,7 @@ func TestTemporalServerKilledMidPipeline(t *testing.T) {
 		t.Fatalf("the failed upload left a blob: %v", keys)
 	}
 
-	opts.Port = portOf(t, srv.Address)
-	srv2, err := devserver.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv2.Stop() })
-	t.Log("Temporal server restarted on the same database")
+	restartServer(t, srv, opts)
 	code, body = s.upload(appKey, lessonForm(second))
 	if code != http.StatusAccepted {
 		t.Fatalf("retried upload: %d %v", code, body)
@@ -212,6 +196,36 @@ func TestTemporalServerKilledMidPipeline(t *testing.T) {
 			t.Fatalf("%s: want exactly one decision record, have %d (%v)", vid, len(ds), err)
 		}
 	}
+}
+
+// startPersistedServer starts a Temporal dev server of the test's own,
+// persisted in SQLite so that it can be killed and restarted.
+func startPersistedServer(t *testing.T) (*devserver.Server, devserver.Options) {
+	t.Helper()
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := devserver.Options{CLI: testenv.TemporalCLI(t), DBFile: filepath.Join(dir, "temporal.db"), Log: logf}
+	srv, err := devserver.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	return srv, opts
+}
+
+// restartServer starts a killed server again on its database and port.
+func restartServer(t *testing.T, killed *devserver.Server, opts devserver.Options) {
+	t.Helper()
+	opts.Port = portOf(t, killed.Address)
+	srv, err := devserver.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	t.Log("Temporal server restarted on the same database")
 }
 
 func portOf(t *testing.T, addr string) int {

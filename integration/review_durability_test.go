@@ -15,6 +15,7 @@ import (
 
 	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/api"
+	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/webhook"
 	"github.com/lessonflow/lessonflow/workflows"
 )
@@ -110,21 +111,45 @@ func TestReviewDecisionSurvivesWorkerKill(t *testing.T) {
 	killedAt := time.Now()
 
 	s.startWorkerProcess(t, 2)
-	ctx := context.Background()
+	s.waitReviewCompleted(t, id)
+	t.Logf("review workflow completed %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+	ds := s.checkBlockedOnce(t, id, itemID, version)
+	ids, events, rejected := hook.deliveries()
+	if len(ids) < 2 || rejected != 0 {
+		t.Fatalf("webhook deliveries %v (%d rejected): want the stalled one and its retry", ids, rejected)
+	}
+	for i, ev := range events {
+		if ids[i] != ids[0] || ev.Type != webhook.TypeDecision || ev.Outcome != "blocked" || ev.DecisionSeq != ds[1].Seq {
+			t.Fatalf("delivery %d: id %s event %+v; want every delivery to be the same event %s", i, ids[i], ev, ids[0])
+		}
+	}
+	t.Logf("webhook delivered %d times, all with delivery id %s", len(ids), ids[0])
+}
+
+// waitReviewCompleted waits for the model review workflow of video id to
+// complete.
+func (s *stack) waitReviewCompleted(t *testing.T, id string) {
+	t.Helper()
 	wfID := workflows.ReviewWorkflowID("model", id, "")
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		d, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
+		d, err := s.temporal.DescribeWorkflowExecution(context.Background(), wfID, "")
 		if err == nil && d.WorkflowExecutionInfo.Status == enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("review workflow not completed after the restart: %v %v", d, err)
+			t.Fatalf("review workflow not completed: %v %v", d, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("review workflow completed %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+}
 
+// checkBlockedOnce checks that the reviewer's block of item version is in
+// the decision log exactly once after the model's decision, the video is
+// blocked and the item decided. It returns the log.
+func (s *stack) checkBlockedOnce(t *testing.T, id, itemID string, version int64) []catalog.Decision {
+	t.Helper()
+	ctx := context.Background()
 	key := activities.ReviewDecisionKey(itemID, version)
 	ds, err := s.catalog.Decisions(ctx, id)
 	if err != nil {
@@ -140,23 +165,71 @@ func TestReviewDecisionSurvivesWorkerKill(t *testing.T) {
 		}
 	}
 	if forKey != 1 || blocks != 1 || len(ds) != 2 || ds[1].Actor != "reviewer:"+api.ReviewerID(reviewerKey) {
-		t.Fatalf("decision log after the kill: %d entries keyed %s, %d blocks: %+v", forKey, key, blocks, ds)
+		t.Fatalf("decision log: %d entries keyed %s, %d blocks: %+v", forKey, key, blocks, ds)
 	}
-	v, _ := s.catalog.GetVideo(ctx, id)
-	if v.State != "blocked" {
+	if v, _ := s.catalog.GetVideo(ctx, id); v.State != "blocked" {
 		t.Fatalf("video %s", v.State)
 	}
-	if code, item := s.get(reviewerKey, itemPath); code != http.StatusOK || item["state"] != "decided" {
-		t.Fatalf("item after the kill: %d %v", code, item)
+	if code, item := s.get(reviewerKey, "/v1/review/items/"+itemID); code != http.StatusOK || item["state"] != "decided" {
+		t.Fatalf("item: %d %v", code, item)
 	}
-	ids, events, rejected := hook.deliveries()
-	if len(ids) < 2 || rejected != 0 {
-		t.Fatalf("webhook deliveries %v (%d rejected): want the stalled one and its retry", ids, rejected)
+	return ds
+}
+
+// TestTemporalServerKilledOnReviewPath: the Temporal server (persisted) is
+// SIGKILLed while a reviewer holds an item. A decision sent while it is down
+// answers 503 and changes nothing; after the restart the lease still holds,
+// the same decision goes through, and it is recorded exactly once.
+func TestTemporalServerKilledOnReviewPath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the Temporal server; not in -short")
 	}
-	for i, ev := range events {
-		if ids[i] != ids[0] || ev.Type != webhook.TypeDecision || ev.Outcome != "blocked" || ev.DecisionSeq != ds[1].Seq {
-			t.Fatalf("delivery %d: id %s event %+v; want every delivery to be the same event %s", i, ids[i], ev, ids[0])
+	t.Setenv("LESSONFLOW_POLICY", "test-review-animation")
+	t.Setenv("LESSONFLOW_REVIEW_LEASE", "10m")
+	srv, opts := startPersistedServer(t)
+	s := newStack(t, stackOptions{server: srv, namespace: "default", noWorker: true})
+	s.startWorkerProcess(t, 1)
+
+	id := uploadClip(s, "Big_Buck_Bunny_1080_10s_2MB.mp4")
+	s.waitVideo(id, "needs_review", 3*time.Minute)
+	it := s.waitItem(id, "pending", kindState("model", "pending"))
+	itemID := it["id"].(string)
+	itemPath := "/v1/review/items/" + itemID
+	code, claimed := s.post(reviewerKey, itemPath+"/claim", nil)
+	if code != http.StatusOK {
+		t.Fatalf("claim: %d %v", code, claimed)
+	}
+	version := int64(claimed["version"].(float64))
+	decision := map[string]any{"decision": "block", "reason_code": "off_topic", "reason": "not a lesson", "version": version}
+
+	srv.Kill()
+	t.Log("Temporal server killed with the item claimed")
+	if code, res := s.post(reviewerKey, itemPath+"/decision", decision); code != http.StatusServiceUnavailable {
+		t.Fatalf("decision with Temporal down: %d %v, want 503", code, res)
+	}
+	if v, _ := s.catalog.GetVideo(context.Background(), id); v.State != "needs_review" {
+		t.Fatalf("video %s after a refused decision", v.State)
+	}
+	if ds, _ := s.catalog.Decisions(context.Background(), id); len(ds) != 1 {
+		t.Fatalf("decision log after a refused decision: %+v", ds)
+	}
+
+	restartServer(t, srv, opts)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code, res := s.post(reviewerKey, itemPath+"/decision", decision)
+		if code == http.StatusOK && res["outcome"] == "blocked" {
+			break
 		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("decision after the restart: %d %v", code, res)
+		}
+		time.Sleep(time.Second)
 	}
-	t.Logf("webhook delivered %d times, all with delivery id %s", len(ids), ids[0])
+	s.waitReviewCompleted(t, id)
+	s.checkBlockedOnce(t, id, itemID, version)
+	// A second try of the same decision finds it made.
+	if code, res := s.post(reviewerKey, itemPath+"/decision", decision); code != http.StatusConflict {
+		t.Fatalf("repeated decision: %d %v, want 409", code, res)
+	}
 }

@@ -239,6 +239,9 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	defer c.Close()
+	if cfg.Review.EvidenceKey == "" {
+		slog.Warn("LESSONFLOW_EVIDENCE_KEY is not set: evidence URLs are signed with a key of this process only, so they fail on other API processes and after a restart")
+	}
 	slog.Info("API listening", "url", "http://"+cfg.HTTPAddr)
 	return serveHTTP(ctx, cfg.HTTPAddr, startAPI(ctx, cfg, c, st, keys).Handler())
 }
@@ -282,6 +285,9 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Watermark.Key, err = devWatermarkKey(cfg); err != nil {
+		return err
+	}
+	if cfg.Review.EvidenceKey, err = devEvidenceKey(cfg); err != nil {
 		return err
 	}
 	uiURL := ""

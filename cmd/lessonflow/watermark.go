@@ -255,17 +255,33 @@ func runWatermarkDetect(ctx context.Context, args []string) error {
 	return nil
 }
 
-// devWatermarkKeyFile holds the key `dev` generates, in the data directory.
-const devWatermarkKeyFile = "dev-watermark-key"
+// Secrets `dev` generates once and keeps in the data directory (mode 0600),
+// when the environment gives none: renditions made by an earlier run stay
+// detectable and evidence URLs stay valid across restarts. Never logged.
+const (
+	devWatermarkKeyFile = "dev-watermark-key"
+	devEvidenceKeyFile  = "dev-evidence-key"
+)
 
-// devWatermarkKey uses LESSONFLOW_WATERMARK_KEY, else a key generated once
-// and kept in the data directory (mode 0600), so renditions made by an
-// earlier run stay detectable. The secret is never logged.
+// devWatermarkKey uses LESSONFLOW_WATERMARK_KEY, else the dev key.
 func devWatermarkKey(cfg config.Config) (string, error) {
-	if cfg.Watermark.Key != "" {
-		return cfg.Watermark.Key, nil
+	return devSecret(cfg, devWatermarkKeyFile, cfg.Watermark.Key, func(hexSecret string) string {
+		return "dev-" + time.Now().UTC().Format("20060102") + ":" + hexSecret
+	})
+}
+
+// devEvidenceKey uses LESSONFLOW_EVIDENCE_KEY, else the dev key.
+func devEvidenceKey(cfg config.Config) (string, error) {
+	return devSecret(cfg, devEvidenceKeyFile, cfg.Review.EvidenceKey, func(hexSecret string) string { return hexSecret })
+}
+
+// devSecret is given when set, else the secret kept in file, else a new
+// one: 32 random bytes, hex, formatted by format and stored.
+func devSecret(cfg config.Config, file, given string, format func(hexSecret string) string) (string, error) {
+	if given != "" {
+		return given, nil
 	}
-	path := cfg.Path(devWatermarkKeyFile)
+	path := cfg.Path(file)
 	if b, err := os.ReadFile(path); err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
@@ -273,14 +289,14 @@ func devWatermarkKey(cfg config.Config) (string, error) {
 	if _, err := rand.Read(secret[:]); err != nil {
 		return "", err
 	}
-	key := "dev-" + time.Now().UTC().Format("20060102") + ":" + hex.EncodeToString(secret[:])
+	key := format(hex.EncodeToString(secret[:]))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
 	}
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	slog.Info("generated a dev watermark key", "file", path)
+	slog.Info("generated a dev secret", "file", path)
 	return key, nil
 }
 

@@ -169,4 +169,17 @@ func TestDevWatermarkKey(t *testing.T) {
 	if k, _ := devWatermarkKey(cfg); k != cfg.Watermark.Key {
 		t.Fatal("LESSONFLOW_WATERMARK_KEY not preferred")
 	}
+
+	// The evidence key: kept the same way, and valid for the review config.
+	e1, err := devEvidenceKey(cfg)
+	if err != nil || e1 == k1 || len(e1) < 32 {
+		t.Fatalf("evidence key %d bytes, same as the watermark key: %v (%v)", len(e1), e1 == k1, err)
+	}
+	if e2, _ := devEvidenceKey(cfg); e2 != e1 {
+		t.Fatal("evidence key: a different key on the second run")
+	}
+	cfg.Review.EvidenceKey = strings.Repeat("e", 32)
+	if e, _ := devEvidenceKey(cfg); e != cfg.Review.EvidenceKey {
+		t.Fatal("LESSONFLOW_EVIDENCE_KEY not preferred")
+	}
 }
