@@ -5,12 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/internal/testenv"
 	"github.com/lessonflow/lessonflow/vectorstore"
+	"github.com/lessonflow/lessonflow/worker"
+	"github.com/lessonflow/lessonflow/workflows"
 )
 
 // TestBlockedNeverRecommended runs the real pipeline (ffmpeg, ONNX, Temporal)
@@ -126,6 +134,64 @@ func TestBlockedNeverRecommended(t *testing.T) {
 	for _, id := range blocked {
 		if code, _ := s.get(appKey, "/v1/lessons/"+id+"/similar"); code != http.StatusNotFound {
 			t.Errorf("similar to blocked %s: %d, want 404", id, code)
+		}
+	}
+	checkReembed(t, s, published, blocked)
+}
+
+// checkReembed plays a model change: a worker whose embedding collection is
+// new and empty runs the Reembed workflow, which must fill it with exactly
+// the published videos (the same vectors here, the model being the same),
+// and a second run must add nothing.
+func checkReembed(t *testing.T, s *stack, published, blocked []string) {
+	t.Helper()
+	ctx := context.Background()
+	e := embedder(t)
+	name := vectorstore.CollectionName("next-model", e.Dim())
+	fresh, err := vectorstore.OpenSQLiteVec(filepath.Join(s.dataDir, "vectors"), name, e.Dim())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	const queue = "reembed-next"
+	w := sdkworker.New(s.temporal, queue, sdkworker.Options{})
+	worker.Register(w, &activities.Activities{Catalog: s.catalog, Blobs: s.blobs, Embedder: e, Vectors: fresh, TempDir: t.TempDir()})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for run := 1; run <= 2; run++ {
+		wf, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.ReembedWorkflowID(name), TaskQueue: queue},
+			workflows.ReembedWorkflowName, workflows.ReembedInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.ReembedResult
+		if err := wf.Get(ctx, &res); err != nil || res.Indexed != len(published) || res.Skipped != 0 {
+			t.Fatalf("re-embed run %d: %+v %v, want %d indexed", run, res, err, len(published))
+		}
+		if n, err := fresh.Count(ctx); err != nil || n != len(published) {
+			t.Fatalf("after re-embed run %d the new collection holds %d vectors (%v), want %d", run, n, err, len(published))
+		}
+		t.Logf("re-embed run %d into %s: %+v", run, name, res)
+	}
+	for _, id := range published {
+		got, err := fresh.Get(ctx, id)
+		if err != nil {
+			t.Fatalf("re-embedded %s: %v", id, err)
+		}
+		old, _ := s.vectors.Get(ctx, id)
+		var diff float64
+		for i := range got.Vector {
+			diff = max(diff, math.Abs(float64(got.Vector[i]-old.Vector[i])))
+		}
+		if len(got.Vector) != len(old.Vector) || diff > 1e-5 || got.Language != old.Language || got.Level != old.Level {
+			t.Errorf("%s: re-embedded vector differs from the original by %g (%s/%d vs %s/%d)", id, diff, got.Language, got.Level, old.Language, old.Level)
+		}
+	}
+	for _, id := range blocked {
+		if _, err := fresh.Get(ctx, id); !errors.Is(err, vectorstore.ErrNotFound) {
+			t.Errorf("blocked %s re-embedded: %v", id, err)
 		}
 	}
 }
