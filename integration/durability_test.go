@@ -182,9 +182,23 @@ func TestTemporalServerKilledMidPipeline(t *testing.T) {
 	}
 
 	restartServer(t, srv, opts)
-	code, body = s.upload(appKey, lessonForm(second))
-	if code != http.StatusAccepted {
-		t.Fatalf("retried upload: %d %v", code, body)
+	// The client retries on 503, as the answer says: the API's connection
+	// comes back after gRPC's reconnect backoff, and until then every
+	// refused upload must leave nothing behind.
+	deadline := time.Now().Add(time.Minute)
+	for attempt := 1; ; attempt++ {
+		code, body = s.upload(appKey, lessonForm(second))
+		if code == http.StatusAccepted {
+			t.Logf("upload accepted at attempt %d after the restart", attempt)
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("retried upload: %d %v", code, body)
+		}
+		if keys := s.blobKeys("uploads/"); len(keys) != 1 {
+			t.Fatalf("a refused upload left a blob: %v", keys)
+		}
+		time.Sleep(time.Second)
 	}
 	for _, vid := range []string{id, body["id"].(string)} {
 		v := s.waitState(vid, 6*time.Minute)

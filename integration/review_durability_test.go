@@ -83,16 +83,8 @@ func TestReviewDecisionSurvivesWorkerKill(t *testing.T) {
 	s := newStack(t, stackOptions{noWorker: true})
 	w1 := s.startWorkerProcess(t, 1)
 
-	id := uploadClip(s, "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	s.waitVideo(id, "needs_review", 3*time.Minute)
-	it := s.waitItem(id, "pending", kindState("model", "pending"))
-	itemID := it["id"].(string)
+	id, itemID, version := s.claimModelItem(t)
 	itemPath := "/v1/review/items/" + itemID
-	code, claimed := s.post(reviewerKey, itemPath+"/claim", nil)
-	if code != http.StatusOK {
-		t.Fatalf("claim: %d %v", code, claimed)
-	}
-	version := int64(claimed["version"].(float64))
 	code, res := s.post(reviewerKey, itemPath+"/decision", map[string]any{
 		"decision": "block", "reason_code": "off_topic", "reason": "not a lesson", "version": version})
 	if code != http.StatusOK || res["outcome"] != "blocked" {
@@ -190,16 +182,8 @@ func TestTemporalServerKilledOnReviewPath(t *testing.T) {
 	s := newStack(t, stackOptions{server: srv, namespace: "default", noWorker: true})
 	s.startWorkerProcess(t, 1)
 
-	id := uploadClip(s, "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	s.waitVideo(id, "needs_review", 3*time.Minute)
-	it := s.waitItem(id, "pending", kindState("model", "pending"))
-	itemID := it["id"].(string)
+	id, itemID, version := s.claimModelItem(t)
 	itemPath := "/v1/review/items/" + itemID
-	code, claimed := s.post(reviewerKey, itemPath+"/claim", nil)
-	if code != http.StatusOK {
-		t.Fatalf("claim: %d %v", code, claimed)
-	}
-	version := int64(claimed["version"].(float64))
 	decision := map[string]any{"decision": "block", "reason_code": "off_topic", "reason": "not a lesson", "version": version}
 
 	srv.Kill()
@@ -232,4 +216,20 @@ func TestTemporalServerKilledOnReviewPath(t *testing.T) {
 	if code, res := s.post(reviewerKey, itemPath+"/decision", decision); code != http.StatusConflict {
 		t.Fatalf("repeated decision: %d %v, want 409", code, res)
 	}
+}
+
+// claimModelItem uploads Big Buck Bunny (sent to review by the
+// test-review-animation policy) and claims its model review item as
+// reviewerKey: the video id, the item id and the claimed version.
+func (s *stack) claimModelItem(t *testing.T) (id, itemID string, version int64) {
+	t.Helper()
+	id = uploadClip(s, "Big_Buck_Bunny_1080_10s_2MB.mp4")
+	s.waitVideo(id, "needs_review", 3*time.Minute)
+	it := s.waitItem(id, "pending", kindState("model", "pending"))
+	itemID = it["id"].(string)
+	code, claimed := s.post(reviewerKey, "/v1/review/items/"+itemID+"/claim", nil)
+	if code != http.StatusOK {
+		t.Fatalf("claim: %d %v", code, claimed)
+	}
+	return id, itemID, int64(claimed["version"].(float64))
 }
