@@ -22,7 +22,9 @@ package media
 // (trim=start_frame: exact, independent of keyframes, at the cost of decoding
 // and discarding the frames before it) and MuxSegments joins all segments
 // with the concat demuxer (-c copy) and copies the source's audio. Every
-// segment starts with an IDR frame, which costs a few KB per segment.
+// segment starts with an IDR frame, which costs a few KB per segment. A
+// video that fits one segment is a Whole pass instead: its one encoder run
+// takes the audio too and writes the finished MP4, with no mux run.
 
 import (
 	"bufio"

@@ -174,7 +174,7 @@ func (d *Detector) whitenInto(dst []float32) {
 	}
 	sq := d.blur
 	boxBlur(d.tmp, sq, d.sq, w, h, varRadius)
-	cs := float32(clipSigma)
+	cs, unitWeight := float32(clipSigma), sdWeight == 1
 	for i, v := range d.base {
 		sd := float32(math.Sqrt(float64(sq[i]) + varFloor))
 		r := v / sd
@@ -183,7 +183,7 @@ func (d *Detector) whitenInto(dst []float32) {
 		} else if r < -cs {
 			r = -cs
 		}
-		if sdWeight == 1 {
+		if unitWeight {
 			dst[i] += r / sd
 		} else {
 			dst[i] += r / float32(math.Pow(float64(sd), sdWeight))

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"image"
+	"image/draw"
 	"image/jpeg"
 	"image/png"
 	"math/rand"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/disintegration/imaging"
 )
 
 const testKeySpec = "k1:00112233445566778899aabbccddeeff"
@@ -334,3 +337,27 @@ func TestFalseAlarms(t *testing.T) {
 
 var _ = hex.EncodeToString
 var _ = fmt.Sprint
+
+// Marks on both grids are found after a resize across the 1280 threshold:
+// a 432p mark (128 across) upscaled to 1080p is found at zoom 1.5, and a
+// 1080p mark (192 across) downscaled to 432p at zoom 1.
+func TestGridsSurviveRescale(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	for _, c := range []struct{ w, h, tw, th int }{{768, 432, 1920, 1080}, {1920, 1080, 768, 432}} {
+		f := naturalFrame(c.w, c.h, 11)
+		p := Payload(uint64(c.w)<<32 | 0xabcdef)
+		if err := e.Mark(f, p); err != nil {
+			t.Fatal(err)
+		}
+		img := &image.Gray{Pix: f.Y, Stride: f.Stride, Rect: image.Rect(0, 0, c.w, c.h)}
+		scaled := imaging.Resize(img, c.tw, c.th, imaging.Linear)
+		g := image.NewGray(scaled.Bounds())
+		draw.Draw(g, g.Rect, scaled, image.Point{}, draw.Src)
+		res, err := DetectImage(kr, g)
+		if err != nil || !res.Found || res.Payload != p {
+			t.Errorf("%dx%d marked, resized to %dx%d: %+v %v", c.w, c.h, c.tw, c.th, res, err)
+		}
+		t.Logf("%dx%d -> %dx%d: %s", c.w, c.h, c.tw, c.th, res.Transform)
+	}
+}
