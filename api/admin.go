@@ -330,3 +330,52 @@ func (s *Server) listRecheckResults(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "next_cursor": next})
 }
+
+// retryVideo runs the pipeline again for a video that failed, typically
+// after the cause was fixed (a missing watermark key, an outage that
+// outlasted the retries). Every stage is idempotent, so the new run
+// re-applies a decision already made, keeps the watermark id and upserts the
+// vector. Only a failed pipeline run may be followed by a new one
+// (ALLOW_DUPLICATE_FAILED_ONLY); the state goes to processing first, so the
+// new run's own outcome is never overwritten, and back to failed if the run
+// cannot start.
+func (s *Server) retryVideo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	v, err := s.Catalog.GetVideo(ctx, id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no video "+id)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	if v.State != catalog.StateFailed {
+		writeError(w, http.StatusConflict, "not_failed", fmt.Sprintf("video %s is %s: only a failed video can be retried", id, v.State))
+		return
+	}
+	if err := s.Catalog.SetState(ctx, id, catalog.StateProcessing, ""); err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	err = s.startPipelineRun(ctx, v, enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY)
+	if err != nil {
+		restore := context.WithoutCancel(ctx)
+		if serr := s.Catalog.SetState(restore, id, catalog.StateFailed, v.Error); serr != nil {
+			s.Logger.Error("restore failed state", "video", id, "error", serr)
+		}
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) { // the last run did not fail: nothing to retry
+			writeError(w, http.StatusConflict, "not_retryable", "the pipeline of "+id+" did not fail; nothing to retry")
+			return
+		}
+		s.Logger.Error("retry pipeline", "video", id, "error", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the workflow service is unavailable; retry")
+		return
+	}
+	s.Logger.Info("pipeline retried", "video", id, "previous_error", v.Error)
+	body := createdBody{ID: id, StatusURL: "/v1/videos/" + id, State: string(catalog.StateProcessing)}
+	w.Header().Set("Location", body.StatusURL)
+	writeJSON(w, http.StatusAccepted, body)
+}

@@ -97,6 +97,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/review/items/{id}/release", []string{RoleReviewer}, s.releaseReviewItem},
 		{"POST", "/v1/review/items/{id}/decision", []string{RoleReviewer}, s.decideReviewItem},
 		{"GET", "/v1/review/policy", []string{RoleReviewer}, s.getReviewPolicy},
+		{"POST", "/v1/admin/videos/{id}/retry", []string{RoleAdmin}, s.retryVideo},
 		{"POST", "/v1/admin/rechecks", []string{RoleAdmin}, s.startRecheck},
 		{"GET", "/v1/admin/rechecks/{id}", []string{RoleAdmin}, s.getRecheck},
 		{"GET", "/v1/admin/rechecks/{id}/results", []string{RoleAdmin}, s.listRecheckResults},

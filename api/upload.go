@@ -370,16 +370,24 @@ func (s *Server) createVideo(w http.ResponseWriter, r *http.Request) {
 
 // startPipeline starts the video's workflow unless one ran or runs already.
 func (s *Server) startPipeline(ctx context.Context, v catalog.Video) error {
+	err := s.startPipelineRun(ctx, v, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) { // a retried upload whose pipeline already ran
+		return nil
+	}
+	return err
+}
+
+// startPipelineRun starts the video's workflow, or finds it running; reuse
+// says whether a closed run of the same id may be followed by a new one
+// (if not: *serviceerror.WorkflowExecutionAlreadyStarted).
+func (s *Server) startPipelineRun(ctx context.Context, v catalog.Video, reuse enumspb.WorkflowIdReusePolicy) error {
 	_, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       workflows.WorkflowID(v.ID),
 		TaskQueue:                s.TaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDReusePolicy:    reuse,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}, s.WorkflowName, workflows.VideoInput{VideoID: v.ID, BlobKey: v.BlobKey, SHA256: v.SHA256})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return nil
-	}
 	if err != nil {
 		return fmt.Errorf("start pipeline of %s: %w", v.ID, err)
 	}

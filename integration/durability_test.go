@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -46,8 +48,9 @@ func lessonflowBinary(t *testing.T) string {
 	return binPath
 }
 
-// startWorkerProcess runs `lessonflow worker` against the stack's data and queue.
-func (s *stack) startWorkerProcess(t *testing.T, n int) *exec.Cmd {
+// startWorkerProcess runs `lessonflow worker` against the stack's data and
+// queue; env entries ("KEY=value") override the defaults.
+func (s *stack) startWorkerProcess(t *testing.T, n int, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(lessonflowBinary(t), "worker")
 	cmd.Env = append(os.Environ(),
@@ -60,6 +63,7 @@ func (s *stack) startWorkerProcess(t *testing.T, n int) *exec.Cmd {
 		"LESSONFLOW_WORKER_CONCURRENCY=1",
 		"LESSONFLOW_WATERMARK_KEY="+itWatermarkKey, "LESSONFLOW_WATERMARK_PRESET="+itEncode.Preset,
 	)
+	cmd.Env = append(cmd.Env, env...) // the last value of a key wins
 	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -250,4 +254,50 @@ func portOf(t *testing.T, addr string) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// TestAdminRetryFailedVideo: a worker without a watermark key fails the
+// watermark stage of an approved video (state failed, a clear reason).
+// Once a worker with the key runs, an admin retries the video: the
+// pipeline runs again and publishes it with still exactly one decision.
+// Only admins may retry, and only failed videos.
+func TestAdminRetryFailedVideo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs worker processes; not in -short")
+	}
+	s := newStack(t, stackOptions{noWorker: true})
+	w1 := s.startWorkerProcess(t, 1, "LESSONFLOW_WATERMARK_KEY=")
+	id := uploadClip(s, "car-detection.mp4")
+	v := s.waitState(id, 3*time.Minute)
+	if v["state"] != "failed" || !strings.Contains(fmt.Sprint(v["error"]), "watermark") {
+		t.Fatalf("without a key: %v %v, want failed at the watermark stage", v["state"], v["error"])
+	}
+	retry := "/v1/admin/videos/" + id + "/retry"
+	if code, body := s.post(reviewerKey, retry, nil); code != http.StatusForbidden {
+		t.Fatalf("retry as reviewer: %d %v", code, body)
+	}
+	if code, body := s.post(adminKey, "/v1/admin/videos/v-none/retry", nil); code != http.StatusNotFound {
+		t.Fatalf("retry of an unknown video: %d %v", code, body)
+	}
+	_ = w1.Process.Kill()
+	_ = w1.Wait()
+	s.startWorkerProcess(t, 2) // with the key
+	code, body := s.post(adminKey, retry, nil)
+	if code != http.StatusAccepted || body["state"] != "processing" {
+		t.Fatalf("retry: %d %v", code, body)
+	}
+	v = s.waitState(id, 3*time.Minute)
+	if v["state"] != "published" {
+		t.Fatalf("after the retry: %v %v", v["state"], v["error"])
+	}
+	ctx := context.Background()
+	if ds, err := s.catalog.Decisions(ctx, id); err != nil || len(ds) != 1 {
+		t.Fatalf("decision log after the retry: %+v %v, want the one decision", ds, err)
+	}
+	if _, err := s.catalog.Rendition(ctx, id); err != nil {
+		t.Fatalf("rendition after the retry: %v", err)
+	}
+	if code, body := s.post(adminKey, retry, nil); code != http.StatusConflict || errorCode(body) != "not_failed" {
+		t.Fatalf("retry of a published video: %d %v", code, body)
+	}
 }
