@@ -24,7 +24,7 @@ import (
 const (
 	StageEmbed   = "embed"
 	StageIndex   = "index"
-	StagePublish = "publish"
+	StagePublish = catalog.StagePublish
 )
 
 // Application error types the workflows branch on.

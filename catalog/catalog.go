@@ -64,6 +64,10 @@ const (
 	StageSkipped   = "skipped"
 )
 
+// StagePublish is the pipeline's last stage, which EventStore.Publish
+// finishes together with the state change.
+const StagePublish = "publish"
+
 // Video is one upload and everything known about it. Times are UTC with
 // microsecond precision (what every backend can store).
 type Video struct {

@@ -135,9 +135,11 @@ type EventStore interface {
 	// that do not exist are absent from the map.
 	Lessons(ctx context.Context, ids []string) (map[string]Lesson, error)
 	// Publish moves an approved video to StatePublished and records at as
-	// its publication time. Publishing a published video again changes
-	// nothing and returns the first publication time; any other state gives
-	// ErrNotPublishable, a missing video ErrNotFound.
+	// its publication time. In the same write it finishes the video's
+	// running StagePublish as succeeded, so no reader sees a published
+	// video whose stages are still running. Publishing a published video
+	// again changes nothing and returns the first publication time; any
+	// other state gives ErrNotPublishable, a missing video ErrNotFound.
 	Publish(ctx context.Context, id string, at time.Time) (time.Time, error)
 	// PublishedLessons lists published lessons matching q.
 	PublishedLessons(ctx context.Context, q PublishedQuery) ([]Lesson, error)

@@ -202,8 +202,13 @@ func (s *SQLite) Publish(ctx context.Context, id string, at time.Time) (time.Tim
 		if state == StatePublished {
 			return nil
 		}
+		now := nowOr(time.Time{}).UnixMicro()
+		if _, err := tx.ExecContext(ctx, `UPDATE stages SET state = ?, finished_at = ?, error = '' WHERE video_id = ? AND name = ? AND state = ?`,
+			StageSucceeded, now, id, StagePublish, StageRunning); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE videos SET state = ?, error = '', updated_at = ? WHERE id = ?`,
-			StatePublished, nowOr(time.Time{}).UnixMicro(), id)
+			StatePublished, now, id)
 		return err
 	})
 	if err != nil {

@@ -46,9 +46,16 @@ func testPublish(t *testing.T, s catalog.Store, es catalog.EventStore) {
 	if err := s.SetState(ctx, "p1", catalog.StateApproved, ""); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.StageStarted(ctx, "p1", catalog.StagePublish, base); err != nil {
+		t.Fatal(err)
+	}
 	first, err := es.Publish(ctx, "p1", base)
 	if err != nil || !first.Equal(us(base)) {
 		t.Fatalf("Publish = %v, %v; want %v", first, err, us(base))
+	}
+	// The running publish stage finished in the same write.
+	if st := get(t, s, "p1").Stages; len(st) != 1 || st[0].Name != catalog.StagePublish || st[0].State != catalog.StageSucceeded || st[0].FinishedAt == nil {
+		t.Fatalf("stages after Publish: %+v", st)
 	}
 	// A retry keeps the first time.
 	again, err := es.Publish(ctx, "p1", base.Add(time.Hour))
