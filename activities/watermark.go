@@ -62,6 +62,7 @@ type WatermarkResult struct {
 	Payload      string `json:"payload"` // the registry id, 16 hex digits
 	KeyID        string `json:"key_id"`
 	Frames       int    `json:"frames"`
+	Grid         string `json:"grid"`                       // watermark.Grid the frames were marked on
 	Resumed      int    `json:"resumed_segments,omitempty"` // segments a previous attempt had finished
 }
 
@@ -189,6 +190,10 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	if err != nil {
 		return WatermarkResult{}, err
 	}
+	grid, err := ChooseWatermarkGrid(ctx, src, vs)
+	if err != nil {
+		return WatermarkResult{}, err
+	}
 	enc := a.Encode.WithDefaults()
 	segFrames := media.SegmentFrames(vs, a.SegmentSeconds)
 	// A video that fits one segment is encoded straight into the rendition
@@ -196,7 +201,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	whole := media.FitsOneSegment(vs, segFrames)
 	// Everything that shapes the segments' bytes; a retry under another plan
 	// (settings changed meanwhile) starts over.
-	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole))
+	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t|grid=%s", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole, grid))
 	plan := hex.EncodeToString(planSum[:8])
 	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
 	segKey := func(i, frames int) string { return fmt.Sprintf("%sseg-%06d-%d.mp4", segPrefix, i, frames) }
@@ -267,7 +272,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 				mu.Unlock()
 			},
 		}, func(f media.RawFrame) error {
-			if err := emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload); err != nil {
+			if err := emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid); err != nil {
 				return &markError{err}
 			}
 			return nil
@@ -318,9 +323,31 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 		log.Warn("watermark: remove finished segments", "video", in.VideoID, "error", err)
 	}
 	log.Info("watermark: rendition stored", "video", in.VideoID, "payload", payload.String(), "key_id", rec.KeyID,
-		"frames", total, "bytes", info.Size, "resumed_segments", resumed)
+		"grid", grid.String(), "frames", total, "bytes", info.Size, "resumed_segments", resumed)
 	return WatermarkResult{RenditionKey: rkey, SHA256: info.SHA256, SizeBytes: info.Size, Payload: payload.String(),
-		KeyID: rec.KeyID, Frames: total, Resumed: resumed}, nil
+		KeyID: rec.KeyID, Frames: total, Grid: grid.String(), Resumed: resumed}, nil
+}
+
+// gridSampleFrames keyframes, spread over the video, decide its grid.
+const gridSampleFrames = 24
+
+// ChooseWatermarkGrid picks the grid for the video at src (probed as vs)
+// from up to gridSampleFrames of its keyframes, spread over its length:
+// only keyframes are decoded, so this costs a fraction of a second. The
+// choice depends only on the file, so a retry marks on the same grid.
+func ChooseWatermarkGrid(ctx context.Context, src string, vs media.VideoStream) (watermark.Grid, error) {
+	if !watermark.BlockGridFits(vs.Width, vs.Height) {
+		return watermark.GridFine, nil // nothing to choose: no decode
+	}
+	var gc watermark.GridChooser
+	_, err := media.Decode(ctx, src, media.DecodeOptions{Keyframes: true, KeySpacing: vs.DurationSec / gridSampleFrames, MaxFrames: gridSampleFrames, Stream: &vs},
+		func(f media.RawFrame) error {
+			return gc.Add(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width})
+		})
+	if err != nil {
+		return watermark.GridFine, fmt.Errorf("choose watermark grid: %w", err)
+	}
+	return gc.Grid(), nil
 }
 
 // putFile stores a local file under key.

@@ -46,10 +46,15 @@ type wmFixture struct {
 
 func newWMFixture(t *testing.T) *wmFixture {
 	t.Helper()
-	src := testenv.Clip(t, "wm-activity-testsrc2-640x360-25-6s-audio.mp4",
+	return newWMFixtureFrom(t, testenv.Clip(t, "wm-activity-testsrc2-640x360-25-6s-audio.mp4",
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=6",
 		"-f", "lavfi", "-i", "sine=frequency=440:duration=6",
-		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"))
+}
+
+// newWMFixtureFrom is newWMFixture with the upload src.
+func newWMFixtureFrom(t *testing.T, src string) *wmFixture {
+	t.Helper()
 	dir := t.TempDir()
 	cat, err := catalog.OpenSQLite(filepath.Join(dir, "catalog.db"))
 	if err != nil {
@@ -136,7 +141,7 @@ func TestWatermarkActivity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Payload != rec.ID.String() || res.KeyID != "k1" || rec.TeacherID != "teacher-7" || res.Frames != 150 || res.RenditionKey != RenditionKey("v1") {
+	if res.Payload != rec.ID.String() || res.KeyID != "k1" || rec.TeacherID != "teacher-7" || res.Frames != 150 || res.RenditionKey != RenditionKey("v1") || res.Grid != "fine" {
 		t.Fatalf("result %+v, registry %+v", res, rec)
 	}
 	if last == nil || last.Plan == "" {
@@ -249,6 +254,31 @@ func TestFinishedSegments(t *testing.T) {
 // A video that fits one segment is encoded straight into the rendition: the
 // stored segment is the finished file, and a retry after it was stored (the
 // rendition's own put failed) re-encodes nothing.
+// TestWatermarkActivityBlockGrid: a flat 720p slide is marked on the block
+// grid, a retry resumes the stored segments on the same grid (it is part of
+// the plan), and the rendition reads back.
+func TestWatermarkActivityBlockGrid(t *testing.T) {
+	fx := newWMFixtureFrom(t, testenv.Clip(t, "wm-activity-slide-1280x720-25-3s.mp4", "-f", "lavfi", "-i",
+		"color=c=0xf0f0f0:s=1280x720:r=25:d=3,drawbox=x=100:y=160:w=1000:h=40:color=0x202020:t=fill",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"))
+	fx.store.failOn = RenditionKey("v1")
+	if _, _, err := fx.run(t, nil); err == nil || !strings.Contains(err.Error(), errInjected.Error()) {
+		t.Fatalf("first attempt: %v, want the injected failure", err)
+	}
+	fx.store.failOn = ""
+	res, _, err := fx.run(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Grid != "block" || res.Resumed != 3 || res.Frames != 75 {
+		t.Fatalf("retry %+v, want the block grid, 3 segments resumed, 75 frames", res)
+	}
+	rec, _ := fx.cat.WatermarkOf(context.Background(), "v1")
+	if got := fx.detect(t, res.RenditionKey); !got.Found || got.Payload != watermark.Payload(rec.ID) {
+		t.Fatalf("detect on the rendition: %+v, want %s", got, rec.ID)
+	}
+}
+
 func TestWatermarkActivityWhole(t *testing.T) {
 	fx := newWMFixture(t)
 	fx.acts.SegmentSeconds = 0 // sized by work: the 6 s clip is one segment

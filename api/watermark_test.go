@@ -53,7 +53,8 @@ func markedClip(t *testing.T, kr watermark.Keyring, payload watermark.Payload) s
 	t.Helper()
 	src := testenv.Clip(t, "wm-api-testsrc2-640x360-2s.mp4", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=2",
 		"-c:v", "libx264", "-preset", "ultrafast")
-	return wmclip.Mark(t, src, kr, payload, 23)
+	path, _ := wmclip.Mark(t, src, kr, payload, 23)
+	return path
 }
 
 func TestRendition(t *testing.T) {

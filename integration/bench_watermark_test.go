@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/internal/testenv"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/watermark"
@@ -72,6 +73,7 @@ func TestWatermarkBench(t *testing.T) {
 	type clipStats struct {
 		embedMS, detectMS, psnr, ssim, sizePct float64
 		frames1080                             bool
+		grid                                   watermark.Grid
 		rates                                  []string
 		combined                               string
 	}
@@ -80,6 +82,14 @@ func TestWatermarkBench(t *testing.T) {
 	for ci, c := range clips {
 		c.probe(t)
 		var cs clipStats
+		vs, err := media.ProbeStream(context.Background(), c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The grid the pipeline would choose (from the whole file's keyframes).
+		if cs.grid, err = activities.ChooseWatermarkGrid(context.Background(), c.path, vs); err != nil {
+			t.Fatal(err)
+		}
 		master := filepath.Join(dir, fmt.Sprintf("master-%d.mp4", ci))
 		plain := filepath.Join(dir, fmt.Sprintf("plain-%d.mp4", ci))
 		// The rendition: decode, mark (timed, one goroutine), encode at CRF 23;
@@ -94,7 +104,7 @@ func TestWatermarkBench(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			if err := emb.Mark(watermark.Frame{Y: f[:w*h], Width: w, Height: h, Stride: w}, payload); err != nil {
+			if err := emb.MarkGrid(watermark.Frame{Y: f[:w*h], Width: w, Height: h, Stride: w}, payload, cs.grid); err != nil {
 				t.Fatal(err)
 			}
 			markTime += time.Since(start)
@@ -160,9 +170,17 @@ func TestWatermarkBench(t *testing.T) {
 		var passes, plains []float64
 		for range 3 {
 			start := time.Now()
-			if _, err := media.Transcode(context.Background(), c.path, out, media.TranscodeOptions{Encode: enc},
+			vs, err := media.ProbeStream(context.Background(), c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grid, err := activities.ChooseWatermarkGrid(context.Background(), c.path, vs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := media.Transcode(context.Background(), c.path, out, media.TranscodeOptions{Encode: enc, Stream: &vs},
 				func(f media.RawFrame) error {
-					return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload)
+					return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid)
 				}); err != nil {
 				t.Fatalf("transcode %s: %v", c.name, err)
 			}
@@ -179,12 +197,12 @@ func TestWatermarkBench(t *testing.T) {
 	fmt.Fprintf(&b, "\nWatermark bench (%d CPUs, GOMAXPROCS %d, x264/x265 preset veryfast/ultrafast, marked rendition at CRF 23)\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(&b, "| 1080p frame, one core | ours | anchor dwtDct / dwtDctSvd (quoted from issue 3) |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| embed ms | %.1f | 204 / 584 |\n| detect ms (accumulate + 1/32 of a decode) | %.1f | 151 / 362 |\n\n", mean(embed1080), mean(detect1080))
-	fmt.Fprintf(&b, "| clip | PSNR-Y dB | SSIM-Y | size at CRF 23 | combined attack: exact after |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| clip | grid | PSNR-Y dB | SSIM-Y | size at CRF 23 | combined attack: exact after |\n|---|---|---|---|---|---|\n")
 	for i, c := range clips {
 		s := stats[i]
-		fmt.Fprintf(&b, "| %s | %.2f | %.4f | %+.1f%% | %s |\n", c.name, s.psnr, s.ssim, s.sizePct, s.combined)
+		fmt.Fprintf(&b, "| %s | %s | %.2f | %.4f | %+.1f%% | %s |\n", c.name, s.grid, s.psnr, s.ssim, s.sizePct, s.combined)
 	}
-	fmt.Fprintf(&b, "| anchor (quoted) | 41.6-42.2 | | +21%% / +23%% | |\n\n")
+	fmt.Fprintf(&b, "| anchor (quoted) | | 41.6-42.2 | | +21%% / +23%% | |\n\n")
 	fmt.Fprintf(&b, "Exact payload per 32-frame window (CRF 35: per 10-second window, 32-frame in brackets)\n\n| attack |")
 	for _, c := range clips {
 		fmt.Fprintf(&b, " %s |", c.name)

@@ -31,7 +31,45 @@ func marked(t *testing.T, kr watermark.Keyring, p watermark.Payload) string {
 	src := testenv.Clip(t, "leak-slide-640x360-3s.mp4", "-f", "lavfi", "-i",
 		"color=c=0xF4F4F0:size=640x360:rate=25:duration=3,drawbox=x=60:y=60:w=400:h=24:color=0x303030:t=fill",
 		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
-	return wmclip.Mark(t, src, kr, p, 28)
+	path, grid := wmclip.Mark(t, src, kr, p, 28)
+	if grid != watermark.GridFine { // under 1280 wide
+		t.Fatalf("grid %s, want fine", grid)
+	}
+	return path
+}
+
+// TestDetectBlockGridSlide: a 720p slide is marked on the block grid (the
+// pipeline's choice for flat content); the copy, a 640x360 re-encode and a
+// 4:3 squeeze are traced, the unmarked slide is not.
+func TestDetectBlockGridSlide(t *testing.T) {
+	ctx := context.Background()
+	kr := keyring(t, "k1:"+strings.Repeat("cd", 16))
+	src := testenv.Clip(t, "leak-slide-1280x720-3s.mp4", "-f", "lavfi", "-i",
+		"color=c=0xF4F4F0:size=1280x720:rate=25:duration=3,drawbox=x=120:y=120:w=800:h=40:color=0x303030:t=fill",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+	const p = watermark.Payload(0x0badc0ffee123456)
+	path, grid := wmclip.Mark(t, src, kr, p, 28)
+	if grid != watermark.GridBlock {
+		t.Fatalf("grid %s, want block", grid)
+	}
+	small := filepath.Join(t.TempDir(), "small.mp4")
+	squeezed := filepath.Join(t.TempDir(), "squeezed.mp4")
+	for out, vf := range map[string]string{small: "scale=640:360", squeezed: "scale=480:360"} {
+		if b, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-vf", vf, "-c:v", "libx264",
+			"-preset", "veryfast", "-crf", "28", out).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", vf, err, b)
+		}
+	}
+	for _, f := range []string{path, small, squeezed} {
+		if rep, err := Detect(ctx, kr, f, Options{}); err != nil || !rep.Found || rep.Payload != p.String() {
+			t.Errorf("%s: %+v %v", filepath.Base(f), rep, err)
+		} else {
+			t.Logf("%s: %s", filepath.Base(f), rep.Transform)
+		}
+	}
+	if rep, err := Detect(ctx, kr, src, Options{}); err != nil || rep.Found {
+		t.Fatalf("unmarked: %+v %v", rep, err)
+	}
 }
 
 func TestDetectAndLookup(t *testing.T) {

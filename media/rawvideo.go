@@ -375,6 +375,8 @@ type decodeSpec struct {
 	maxHeight  int
 	maxSeconds float64 // stop after this much video (0: all)
 	maxFrames  int     // stop after this many frames (0: all)
+	keyframes  bool    // decode keyframes only
+	keySpacing float64 // keep keyframes at least this many seconds apart (0: all)
 }
 
 // startDecoder runs ffmpeg decoding path's first video stream to y4m yuv420p
@@ -386,6 +388,9 @@ func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, 
 	if d.rate != "" {
 		vf = "fps=" + d.rate
 	}
+	if d.keyframes && d.keySpacing > 0 {
+		vf = fmt.Sprintf("select='isnan(prev_selected_t)+gte(t-prev_selected_t,%.3f)'", d.keySpacing)
+	}
 	if d.maxWidth > 0 && d.maxHeight > 0 {
 		vf += fmt.Sprintf(",scale=w='min(iw,%d)':h='min(ih,%d)':force_original_aspect_ratio=decrease:flags=bilinear", d.maxWidth, d.maxHeight)
 	}
@@ -394,6 +399,9 @@ func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, 
 		vf += fmt.Sprintf(",trim=start_frame=%d", d.startFrame)
 	}
 	args := []string{"-protocol_whitelist", "file"}
+	if d.keyframes { // the decoder skips every other frame: a fast look over a whole video
+		args = append(args, "-skip_frame", "nokey")
+	}
 	if d.maxSeconds > 0 {
 		args = append(args, "-t", strconv.FormatFloat(d.maxSeconds, 'f', 3, 64))
 	}
@@ -418,6 +426,11 @@ type DecodeOptions struct {
 	MaxSeconds float64 // only the first MaxSeconds of the video (0: all)
 	MaxFrames  int     // at most this many frames (0: all)
 	MaxFPS     int     // sources faster than this are decoded at this rate (0: the source's rate)
+	// Keyframes decodes only the source's keyframes, at least KeySpacing
+	// seconds apart: a cheap sample of a whole video.
+	Keyframes  bool
+	KeySpacing float64
+	Stream     *VideoStream // the source as already probed (nil: Decode probes it)
 }
 
 // Decode decodes path (a video or an image) to yuv420p frames at the
@@ -425,9 +438,14 @@ type DecodeOptions struct {
 // buffers are reused after fn returns. An error from fn stops ffmpeg and is
 // returned. Input that is not media yields an *InvalidError.
 func Decode(ctx context.Context, path string, opt DecodeOptions, fn func(RawFrame) error) (VideoStream, error) {
-	vs, err := ProbeStream(ctx, path)
-	if err != nil {
-		return vs, err
+	var vs VideoStream
+	if opt.Stream != nil {
+		vs = *opt.Stream
+	} else {
+		var err error
+		if vs, err = ProbeStream(ctx, path); err != nil {
+			return vs, err
+		}
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -436,11 +454,11 @@ func Decode(ctx context.Context, path string, opt DecodeOptions, fn func(RawFram
 	if opt.MaxFPS > 0 && vs.FPS > float64(opt.MaxFPS) {
 		rate = strconv.Itoa(opt.MaxFPS)
 	}
-	if vs.Still {
+	if vs.Still || opt.Keyframes {
 		rate = ""
 	}
 	dec, err := startDecoder(ctx, path, decodeSpec{rate: rate, maxWidth: opt.MaxWidth, maxHeight: opt.MaxHeight,
-		maxSeconds: opt.MaxSeconds, maxFrames: opt.MaxFrames})
+		maxSeconds: opt.MaxSeconds, maxFrames: opt.MaxFrames, keyframes: opt.Keyframes, keySpacing: opt.KeySpacing})
 	if err != nil {
 		return vs, err
 	}

@@ -407,6 +407,31 @@ func TestDecodeBounded(t *testing.T) {
 	}
 }
 
+// TestDecodeKeyframes: only keyframes come out, spaced as asked.
+func TestDecodeKeyframes(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "gop25.mp4")
+	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", src).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		spacing float64
+		want    int
+	}{{0, 4}, {1.5, 2}, {10, 1}} {
+		n := 0
+		if _, err := Decode(context.Background(), src, DecodeOptions{Keyframes: true, KeySpacing: c.spacing}, func(f RawFrame) error {
+			if f.Width != 320 || f.Height != 240 {
+				return fmt.Errorf("frame %dx%d", f.Width, f.Height)
+			}
+			n++
+			return nil
+		}); err != nil || n != c.want {
+			t.Errorf("keyframes %.1f s apart: %d frames, %v; want %d", c.spacing, n, err, c.want)
+		}
+	}
+}
+
 func TestDecodeImage(t *testing.T) {
 	img := image.NewGray(image.Rect(0, 0, 101, 77)) // odd sizes are cropped to even
 	for y := range 77 {

@@ -18,16 +18,27 @@
 // keeps the pattern smooth and mostly low frequency: it survives
 // compression and downscaling and changes local structure (SSIM) little.
 // The pattern is the same in every frame, so the encoder's inter
-// prediction carries it almost for free. Every keyed choice comes from an
+// prediction carries it almost for free.
+//
+// That is GridFine. Flat content (slides, code editors, flat animation)
+// is marked on GridBlock instead: the same tiling with cells of 16 px at
+// 720p, 32 at 1080p, 64 at 2160p, each a constant offset of one luma level
+// over a square aligned to the codec's macroblocks, so an I-frame codes
+// them in DC coefficients. On flat content it costs a tenth to a half of
+// GridFine's bits and survives H.265 CRF 35 better; on busy camera content
+// it loses (README). GridChooser picks per video from a sample of
+// keyframes; the detector needs no hint, the two grids are different zooms
+// of one search. Every keyed choice comes from an
 // HMAC-SHA256 stream of the secret; without the key the pattern can be
 // neither read nor forged.
 //
 // # Masking
 //
-// Per 16x16 block the amplitude grows with texture (mean absolute
-// gradient) from a floor on flat areas, so white slides and dark screens
-// carry the mark too, to a cap; small frames, whose cells are fewer pixels,
-// get proportionally less. Embedding is O(pixels): the geometry is cached
+// On GridFine, per 16x16 block the amplitude grows with texture (mean
+// absolute gradient) from a floor on flat areas, so white slides and dark
+// screens carry the mark too, to a cap; small frames, whose cells are fewer
+// pixels, get proportionally less. GridBlock is one level everywhere: the
+// smallest step, already robust on a whole macroblock. Embedding is O(pixels): the geometry is cached
 // per frame size, the mask is one pass on a subsample, and the pattern is
 // added with integer arithmetic.
 //
@@ -58,10 +69,10 @@
 // local deviation and clipped, which weights flat areas as much as textured
 // ones and makes brightness and contrast irrelevant, and summed over
 // frames: soft evidence accumulates before any decision. Result then
-// searches the geometry once on the sum: for 51 zooms from 0.965 to 1.30 in
-// 0.6% steps (crops keeping 77-100% and any uniform resize; the step keeps
-// the fold misaligned by under half a cell at the frame edge), and the same
-// 51 times 1.5 for marks made on the small-frame grid, it folds the
+// searches the geometry once on the sum: for 246 zooms from 0.965 to 4.2
+// in 0.6% steps (GridFine at 1.0 and 1.5 on small frames, GridBlock at
+// 2.4-3.2, each with crops keeping 77-100% and any uniform resize; the step
+// keeps the fold misaligned by under half a cell at the frame edge), it folds the
 // grid modulo the tile, and one complex FFT correlation per zoom against
 // the key's sync template gives the best cyclic shift for the straight and
 // the mirrored (horizontal flip) fold at once. The best candidates are

@@ -57,9 +57,10 @@ const (
 
 // Variables so the tuning experiments (tune_test.go, sweep_test.go) can vary them.
 var (
-	ampFlat   = 2.5  // peak level on flat areas: never absent
-	ampMax    = 3.0  // cap on busy texture
-	ampPerAct = 0.15 // amplitude per unit of mean absolute gradient (added in quadrature)
+	ampFlat          = 2.5  // peak level on flat areas: never absent
+	ampMax           = 3.0  // cap on busy texture
+	ampPerAct        = 0.15 // amplitude per unit of mean absolute gradient (added in quadrature)
+	blockLevel int32 = 1    // GridBlock's offset in luma levels (see blockAmplitudes)
 )
 
 // Embedder marks frames with one key. Safe for concurrent use.
@@ -87,13 +88,25 @@ type geometry struct {
 	wx, wy []int32
 }
 
-type size struct{ w, h int }
+type size struct {
+	w, h int
+	grid Grid
+}
 
-func (e *Embedder) geometry(w, h int) *geometry {
-	if g, ok := e.geoms.Load(size{w, h}); ok {
+func (e *Embedder) geometry(w, h int, grid Grid) *geometry {
+	if g, ok := e.geoms.Load(size{w, h, grid}); ok {
 		return g.(*geometry)
 	}
-	cell := float64(w) / float64(cellsFor(w))
+	cell := cellSize(w, h, grid)
+	weight := interpWeight
+	if grid == GridBlock && blockCell(w, h) > 0 { // constant cells, edges on the block grid
+		weight = func(f float64) float64 {
+			if f >= 0.5 {
+				return 1
+			}
+			return 0
+		}
+	}
 	axis := func(n int) ([]uint8, []int32) {
 		t := make([]uint8, n)
 		wt := make([]int32, n)
@@ -101,14 +114,14 @@ func (e *Embedder) geometry(w, h int) *geometry {
 			u := (float64(i)+0.5)/cell - 0.5 // in cells, 0 at the first cell's centre
 			c := math.Floor(u)
 			t[i] = uint8(((int(c) % tileCells) + tileCells) % tileCells)
-			wt[i] = int32(math.Round(256 * interpWeight(u-c)))
+			wt[i] = int32(math.Round(256 * weight(u-c)))
 		}
 		return t, wt
 	}
 	g := &geometry{}
 	g.tx, g.wx = axis(w)
 	g.ty, g.wy = axis(h)
-	v, _ := e.geoms.LoadOrStore(size{w, h}, g)
+	v, _ := e.geoms.LoadOrStore(size{w, h, grid}, g)
 	return v.(*geometry)
 }
 
@@ -118,20 +131,30 @@ func (e *Embedder) geometry(w, h int) *geometry {
 // sweep can swap it.
 var interpWeight = func(f float64) float64 { return f }
 
-// Mark adds the mark for payload p to f in place.
+// Mark adds the mark for payload p to f in place, on GridFine.
 func (e *Embedder) Mark(f Frame, p Payload) error {
+	return e.MarkGrid(f, p, GridFine)
+}
+
+// MarkGrid adds the mark for payload p to f in place, on grid g. Every frame
+// of a video should use the same grid (GridChooser picks one): the detector
+// sums frames under one geometry.
+func (e *Embedder) MarkGrid(f Frame, p Payload, g Grid) error {
 	if err := f.validate(MinMarkWidth, MinMarkHeight); err != nil {
 		return fmt.Errorf("watermark mark: %w", err)
 	}
+	if g == GridBlock && blockCell(f.Width, f.Height) == 0 {
+		g = GridFine
+	}
 	chips := e.l.chips(p)
-	e.addPattern(f, &chips, blockAmplitudes(f))
+	e.addPattern(f, &chips, blockAmplitudes(f, g), g)
 	return nil
 }
 
 // addPattern adds the pattern of the given chips (+-1) with per-block
 // amplitudes (the mask) to f.
-func (e *Embedder) addPattern(f Frame, chips *[tileArea]int8, amp []int32) {
-	g := e.geometry(f.Width, f.Height)
+func (e *Embedder) addPattern(f Frame, chips *[tileArea]int8, amp []int32, grid Grid) {
+	g := e.geometry(f.Width, f.Height, grid)
 	bw := (f.Width + maskBlock - 1) / maskBlock
 	// Each tile row of chips interpolated across the frame width (x256).
 	lines := make([]int32, tileCells*f.Width)
@@ -168,40 +191,100 @@ func (e *Embedder) addPattern(f Frame, chips *[tileArea]int8, amp []int32) {
 	}
 }
 
-// blockAmplitudes is the mask: per 16x16 block, the amplitude in 1/16 luma
-// levels from the block's mean absolute gradient (sampled on every fourth
-// row and second column, plenty for a masking decision).
-func blockAmplitudes(f Frame) []int32 {
-	bw := (f.Width + maskBlock - 1) / maskBlock
-	bh := (f.Height + maskBlock - 1) / maskBlock
+// blockAmplitudes is the mask for grid g: per 16x16 block, the amplitude in
+// 1/16 luma levels. On GridFine it grows with the block's mean absolute
+// gradient. GridBlock's offsets are whole levels over whole blocks, and
+// one level everywhere is the operating point: two levels on textured
+// blocks cost the dark editor 17 more kbps for the same bit SNR (README,
+// "Third round"), and one level over a macroblock already survives CRF 35.
+func blockAmplitudes(f Frame, g Grid) []int32 {
+	bw, bh := (f.Width+maskBlock-1)/maskBlock, (f.Height+maskBlock-1)/maskBlock
 	amp := make([]int32, bw*bh)
+	if g == GridBlock {
+		for i := range amp {
+			amp[i] = 16 * blockLevel
+		}
+		return amp
+	}
 	scale := min(1, math.Pow(float64(f.Width)/float64(cellsFor(f.Width))/ampRefCell, ampCellExp))
 	for by := 0; by < bh; by++ {
-		y0 := by * maskBlock
-		y1 := min(y0+maskBlock, f.Height-1)
 		for bx := 0; bx < bw; bx++ {
-			x0 := bx * maskBlock
-			x1 := min(x0+maskBlock, f.Width-1)
-			var sum, n int32
-			for y := y0 + 1; y < y1; y += 4 {
-				r := f.Y[y*f.Stride:]
-				r2 := f.Y[(y+1)*f.Stride:]
-				for x := x0; x < x1; x += 2 {
-					dx := int32(r[x+1]) - int32(r[x])
-					dy := int32(r2[x]) - int32(r[x])
-					sum += abs32(dx) + abs32(dy)
-					n++
-				}
-			}
-			g := 0.0
-			if n > 0 {
-				g = float64(sum) / float64(n)
-			}
-			a := min(ampMax, math.Sqrt(ampFlat*ampFlat+ampPerAct*ampPerAct*g*g)) * scale
+			act := blockActivity(f, bx, by)
+			a := min(ampMax, math.Sqrt(ampFlat*ampFlat+ampPerAct*ampPerAct*act*act)) * scale
 			amp[by*bw+bx] = int32(a*16 + 0.5)
 		}
 	}
 	return amp
+}
+
+// blockActivity is the mean absolute gradient of 16x16 block (bx, by),
+// sampled on every fourth row and second column: plenty for a masking
+// decision.
+func blockActivity(f Frame, bx, by int) float64 {
+	y0, x0 := by*maskBlock, bx*maskBlock
+	y1, x1 := min(y0+maskBlock, f.Height-1), min(x0+maskBlock, f.Width-1)
+	var sum, n int32
+	for y := y0 + 1; y < y1; y += 4 {
+		r := f.Y[y*f.Stride:]
+		r2 := f.Y[(y+1)*f.Stride:]
+		for x := x0; x < x1; x += 2 {
+			sum += abs32(int32(r[x+1])-int32(r[x])) + abs32(int32(r2[x])-int32(r[x]))
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(sum) / float64(n)
+}
+
+// GridChooser picks a video's grid from a sample of its frames (a few
+// dozen keyframes spread over the video are plenty): GridBlock when, on
+// average, at least half of each frame is flat (16x16 blocks with a mean
+// gradient under one level), GridFine otherwise. Measured flat shares: the
+// generated slide 0.94, dark editor 0.97, Sintel 0.80, Big Buck Bunny 0.01.
+// The zero value is ready; not safe for concurrent use.
+type GridChooser struct {
+	flatShare     float64 // sum over frames
+	frames        int
+	width, height int
+}
+
+// gridFlatActivity and gridFlatShare are the flatness test above.
+const (
+	gridFlatActivity = 1.0
+	gridFlatShare    = 0.5
+)
+
+// Add measures one frame. Frames of another size than the first are an error.
+func (c *GridChooser) Add(f Frame) error {
+	if err := f.validate(MinDetectSide, MinDetectSide); err != nil {
+		return fmt.Errorf("watermark grid choice: %w", err)
+	}
+	if c.frames > 0 && (f.Width != c.width || f.Height != c.height) {
+		return fmt.Errorf("watermark grid choice: frame %dx%d after frames %dx%d", f.Width, f.Height, c.width, c.height)
+	}
+	c.width, c.height = f.Width, f.Height
+	bw, bh := (f.Width+maskBlock-1)/maskBlock, (f.Height+maskBlock-1)/maskBlock
+	flat := 0
+	for by := 0; by < bh; by++ {
+		for bx := 0; bx < bw; bx++ {
+			if blockActivity(f, bx, by) < gridFlatActivity {
+				flat++
+			}
+		}
+	}
+	c.flatShare += float64(flat) / float64(bw*bh)
+	c.frames++
+	return nil
+}
+
+// Grid is the choice for the frames added so far (GridFine for none).
+func (c *GridChooser) Grid() Grid {
+	if c.frames == 0 || blockCell(c.width, c.height) == 0 || c.flatShare/float64(c.frames) < gridFlatShare {
+		return GridFine
+	}
+	return GridBlock
 }
 
 func abs32(v int32) int32 {

@@ -15,9 +15,11 @@ type experiment struct {
 	orig *rawClip
 	c    *rawClip
 	p    Payload
+	grid Grid
 }
 
 // markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides
+// (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark"), decodes its first n
 // frames and marks them with a fixed payload.
 func markExperiment(t *testing.T, clip string, n int) experiment {
@@ -29,6 +31,12 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 			*v.p = f
 		}
 	}
+	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
+		blockCellCap = l
+	}
+	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_LEVEL")); err == nil {
+		blockLevel = int32(l)
+	}
 	kr := testKeyring(t, testKeySpec)
 	e, _ := NewEmbedder(kr.Current)
 	var path string
@@ -37,27 +45,32 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 		path = slideClip(t, 1920, 1080, 10)
 	case "dark":
 		path = darkClip(t, 1920, 1080, 10)
+	case "slide720":
+		path = slideClip(t, 1280, 720, 10)
+	case "dark720":
+		path = darkClip(t, 1280, 720, 10)
 	default:
 		path = sharedClip(t, clip)
 	}
 	c := decodeRaw(t, path, "", n)
 	orig := c.clone()
 	p := Payload(0x0123456789abcdef)
+	grid := GridFine
 	if mt, err := strconv.ParseFloat(os.Getenv("WM_MOTION"), 64); err == nil {
 		mmin, _ := strconv.ParseFloat(envOr("WM_MOTION_MIN", "0.4"), 64)
 		for i := range c.frames {
 			f := c.luma(i)
-			amp := blockAmplitudes(f)
+			amp := blockAmplitudes(f, GridFine)
 			if i > 0 {
 				motionScale(f, orig.luma(i-1), amp, mt, mmin)
 			}
 			chips := e.l.chips(p)
-			e.addPattern(f, &chips, amp)
+			e.addPattern(f, &chips, amp, GridFine)
 		}
 	} else {
-		markClip(t, e, c, p)
+		grid = markClip(t, e, c, p)
 	}
-	return experiment{kr: kr, path: path, orig: orig, c: c, p: p}
+	return experiment{kr: kr, path: path, orig: orig, c: c, p: p, grid: grid}
 }
 
 // windows runs detection on each whole win-frame window of a and counts the

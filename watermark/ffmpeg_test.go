@@ -3,6 +3,7 @@ package watermark
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -64,13 +65,30 @@ func encode(t testing.TB, c *rawClip, fps string, codecArgs ...string) string {
 	return out
 }
 
-func markClip(t testing.TB, e *Embedder, c *rawClip, p Payload) {
+// markClip marks every frame of c on the grid a GridChooser picks from
+// every eighth frame, as the video pass does from keyframes (WM_GRID=fine
+// or block forces one, for the experiments), and returns the grid.
+func markClip(t testing.TB, e *Embedder, c *rawClip, p Payload) Grid {
 	t.Helper()
-	for i := range c.frames {
-		if err := e.Mark(c.luma(i), p); err != nil {
+	var gc GridChooser
+	for i := 0; i < len(c.frames); i += 8 {
+		if err := gc.Add(c.luma(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	g := gc.Grid()
+	if s := os.Getenv("WM_GRID"); s != "" {
+		var err error
+		if g, err = ParseGrid(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range c.frames {
+		if err := e.MarkGrid(c.luma(i), p, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g
 }
 
 func detectClip(t testing.TB, kr Keyring, c *rawClip, from, n int) Result {
@@ -107,12 +125,21 @@ func TestRobustCRF28Downscale(t *testing.T) {
 		"bunny": sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"),
 		"slide": slideClip(t, 1280, 720, 4),
 		"dark":  darkClip(t, 1280, 720, 4),
+		// 1080p: the block grid's 32 px cells, at the far end of the zoom range.
+		"slide1080": slideClip(t, 1920, 1080, 4),
 	}
 	for name, path := range clips {
 		t.Run(name, func(t *testing.T) {
-			raw := decodeRaw(t, path, "scale=1280:720", 32)
+			vf := "scale=1280:720"
+			if name == "slide1080" {
+				vf = ""
+			}
+			raw := decodeRaw(t, path, vf, 32)
 			plain := encode(t, raw, "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "28")
-			markClip(t, e, raw, p)
+			grid := markClip(t, e, raw, p)
+			if want := map[string]Grid{"bunny": GridFine, "slide": GridBlock, "dark": GridBlock, "slide1080": GridBlock}[name]; grid != want {
+				t.Errorf("grid %s, want %s", grid, want)
+			}
 			marked := encode(t, raw, "25", "-c:v", "libx264", "-preset", "veryfast", "-crf", "28")
 			for _, attack := range []string{
 				"scale=640:360",

@@ -16,7 +16,7 @@ import (
 // WM_MARKED_ARGS: extra x264 arguments for the marked encode only). It
 // marks the clip, encodes the CRF 23 rendition (x264 veryfast) next to the
 // unmarked frames for the size cost, then re-encodes the rendition with
-// H.264 CRF 28 and 35 and H.265 CRF 28 and counts 32-frame windows with the
+// H.264 CRF 28 and 35 and H.265 CRF 28 and 35 and counts 32-frame windows with the
 // exact payload, with each attack's median bit SNR (see TestMargin).
 func TestSweep(t *testing.T) {
 	if os.Getenv("WM_SWEEP") == "" {
@@ -44,12 +44,13 @@ func TestSweep(t *testing.T) {
 	}
 	res := []string{count(rend)}
 	for _, args := range [][]string{x264("28"), x264("35"),
-		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"}} {
+		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"},
+		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "35", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"}} {
 		res = append(res, count(decodeRaw(t, encode(t, rend, fr, args...), "", 0)))
 	}
-	t.Logf("SWEEP %s cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s",
-		clip, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
-		100*(float64(sm)/float64(sp)-1), kbps(sp), kbps(sm), kbps(sm)-kbps(sp), res[0], res[1], res[2], res[3])
+	t.Logf("SWEEP %s grid=%s level=%d cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s x265-35 %s",
+		clip, x.grid, blockLevel, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
+		100*(float64(sm)/float64(sp)-1), kbps(sp), kbps(sm), kbps(sm)-kbps(sp), res[0], res[1], res[2], res[3], res[4])
 }
 
 func probeFPS(t testing.TB, path string) float64 {

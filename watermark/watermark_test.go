@@ -106,7 +106,9 @@ func TestMarkDetectSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewSource(1))
-	for _, sz := range [][2]int{{1920, 1080}, {1280, 720}, {854, 480}, {640, 360}, {720, 1280}, {1000, 1000}} {
+	for _, sz := range [][3]int{{1920, 1080}, {1280, 720}, {854, 480}, {640, 360}, {720, 1280}, {1000, 1000},
+		{1920, 1080, int(GridBlock)}, {1280, 720, int(GridBlock)}, {2560, 1440, int(GridBlock)}, {3840, 2160, int(GridBlock)}, {1080, 1920, int(GridBlock)}} {
+		grid := Grid(sz[2])
 		p := Payload(r.Uint64())
 		f := naturalFrame(sz[0], sz[1], int64(sz[0]))
 		// A stride wider than the width, as decoders hand out.
@@ -114,7 +116,7 @@ func TestMarkDetectSizes(t *testing.T) {
 		for y := 0; y < f.Height; y++ {
 			copy(padded.Y[y*padded.Stride:], f.Y[y*f.Width:(y+1)*f.Width])
 		}
-		if err := e.Mark(padded, p); err != nil {
+		if err := e.MarkGrid(padded, p, grid); err != nil {
 			t.Fatal(err)
 		}
 		d := NewDetector(kr)
@@ -125,7 +127,7 @@ func TestMarkDetectSizes(t *testing.T) {
 		}
 		res := d.Result()
 		if !res.Found || res.Payload != p || res.KeyID != "k1" || res.Frames != 4 {
-			t.Errorf("%dx%d: got %+v, want payload %v", sz[0], sz[1], res, p)
+			t.Errorf("%dx%d %s grid: got %+v, want payload %v", sz[0], sz[1], grid, res, p)
 		}
 	}
 }
@@ -341,23 +343,129 @@ var _ = fmt.Sprint
 // Marks on both grids are found after a resize across the 1280 threshold:
 // a 432p mark (128 across) upscaled to 1080p is found at zoom 1.5, and a
 // 1080p mark (192 across) downscaled to 432p at zoom 1.
+// TestGridsSurviveRescale: each grid at each width family is found after a
+// resize, and GridBlock (cells up to 2.5 zoom) also after a crop keeping
+// 80% and a resize: the far end of the zoom range.
 func TestGridsSurviveRescale(t *testing.T) {
 	kr := testKeyring(t, testKeySpec)
 	e, _ := NewEmbedder(kr.Current)
-	for _, c := range []struct{ w, h, tw, th int }{{768, 432, 1920, 1080}, {1920, 1080, 768, 432}} {
+	for _, c := range []struct {
+		w, h, tw, th int
+		grid         Grid
+		crop         float64
+	}{
+		{768, 432, 1920, 1080, GridFine, 1}, {1920, 1080, 768, 432, GridFine, 1},
+		{1920, 1080, 640, 360, GridBlock, 1}, {1920, 1080, 640, 360, GridBlock, 0.8},
+		{1280, 720, 1920, 1080, GridBlock, 1}, {1280, 720, 640, 360, GridBlock, 0.8},
+	} {
 		f := naturalFrame(c.w, c.h, 11)
 		p := Payload(uint64(c.w)<<32 | 0xabcdef)
-		if err := e.Mark(f, p); err != nil {
+		if err := e.MarkGrid(f, p, c.grid); err != nil {
 			t.Fatal(err)
 		}
-		img := &image.Gray{Pix: f.Y, Stride: f.Stride, Rect: image.Rect(0, 0, c.w, c.h)}
+		var img image.Image = &image.Gray{Pix: f.Y, Stride: f.Stride, Rect: image.Rect(0, 0, c.w, c.h)}
+		if c.crop < 1 {
+			img = imaging.CropCenter(img, int(float64(c.w)*c.crop), int(float64(c.h)*c.crop))
+		}
 		scaled := imaging.Resize(img, c.tw, c.th, imaging.Linear)
 		g := image.NewGray(scaled.Bounds())
 		draw.Draw(g, g.Rect, scaled, image.Point{}, draw.Src)
 		res, err := DetectImage(kr, g)
 		if err != nil || !res.Found || res.Payload != p {
-			t.Errorf("%dx%d marked, resized to %dx%d: %+v %v", c.w, c.h, c.tw, c.th, res, err)
+			t.Errorf("%dx%d %s grid, crop %.0f%%, resized to %dx%d: %+v %v", c.w, c.h, c.grid, 100*c.crop, c.tw, c.th, res, err)
 		}
-		t.Logf("%dx%d -> %dx%d: %s", c.w, c.h, c.tw, c.th, res.Transform)
+		t.Logf("%dx%d %s crop %.0f%% -> %dx%d: %s", c.w, c.h, c.grid, 100*c.crop, c.tw, c.th, res.Transform)
+	}
+}
+
+// TestBlockGridAligned: GridBlock adds one whole level, constant over
+// squares of 16 (720p), 32 (1080p) or 64 (2160p) pixels on the macroblock
+// grid, and both signs occur.
+func TestBlockGridAligned(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	for _, sz := range [][3]int{{1920, 1080, 32}, {1280, 720, 16}, {3840, 2160, 64}, {1080, 1920, 16}, {960, 540, 16}} {
+		w, h, b := sz[0], sz[1], sz[2]
+		f := Frame{Y: bytes.Repeat([]byte{128}, w*h), Width: w, Height: h, Stride: w}
+		if err := e.MarkGrid(f, 0x1234, GridBlock); err != nil {
+			t.Fatal(err)
+		}
+		var plus, minus int
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				v := f.Y[y*w+x]
+				if v != 127 && v != 129 {
+					t.Fatalf("%dx%d: pixel %d,%d = %d, want 128 +- 1", w, h, x, y, v)
+				}
+				if v != f.Y[(y/b*b)*w+x/b*b] {
+					t.Fatalf("%dx%d: pixel %d,%d differs from its %d px block's corner", w, h, x, y, b)
+				}
+				if v > 128 {
+					plus++
+				} else {
+					minus++
+				}
+			}
+		}
+		if plus < w*h/3 || minus < w*h/3 {
+			t.Errorf("%dx%d: %d pixels +1, %d -1: want both signs in roughly equal parts", w, h, plus, minus)
+		}
+	}
+	// With a shorter side under 512 no tile fits: the fine grid is used.
+	f := Frame{Y: bytes.Repeat([]byte{128}, 768*432), Width: 768, Height: 432, Stride: 768}
+	g := Frame{Y: bytes.Repeat([]byte{128}, 768*432), Width: 768, Height: 432, Stride: 768}
+	_ = e.MarkGrid(f, 0x1234, GridBlock)
+	_ = e.Mark(g, 0x1234)
+	if !bytes.Equal(f.Y, g.Y) {
+		t.Error("768x432: GridBlock should fall back to GridFine")
+	}
+	if BlockGridFits(768, 432) || BlockGridFits(854, 480) || !BlockGridFits(1280, 720) || !BlockGridFits(1080, 1920) || !BlockGridFits(960, 540) {
+		t.Error("BlockGridFits: want false under a 512 shorter side, true from 540")
+	}
+}
+
+// TestGridChooser: flat frames (a slide, a dark editor) choose GridBlock,
+// textured ones GridFine, and narrow frames always GridFine.
+func TestGridChooser(t *testing.T) {
+	flat := func(w, h int, v byte) Frame {
+		f := Frame{Y: bytes.Repeat([]byte{v}, w*h), Width: w, Height: h, Stride: w}
+		for y := h / 4; y < h/4+h/10; y++ { // a text line: busy, but a small share of the frame
+			for x := w / 8; x < 7*w/8; x++ {
+				if (x/3+y/5)%2 == 0 {
+					f.Y[y*w+x] = 255 - v
+				}
+			}
+		}
+		return f
+	}
+	for _, c := range []struct {
+		name   string
+		frames []Frame
+		want   Grid
+	}{
+		{"white slide 1080p", []Frame{flat(1920, 1080, 235), flat(1920, 1080, 235)}, GridBlock},
+		{"dark editor 720p", []Frame{flat(1280, 720, 20)}, GridBlock},
+		{"textured 1080p", []Frame{naturalFrame(1920, 1080, 3), naturalFrame(1920, 1080, 4)}, GridFine},
+		{"half slide, half texture", []Frame{flat(1920, 1080, 235), naturalFrame(1920, 1080, 5), naturalFrame(1920, 1080, 6)}, GridFine},
+		{"slide 432p", []Frame{flat(768, 432, 235)}, GridFine},
+		{"no frames", nil, GridFine},
+	} {
+		var gc GridChooser
+		for _, f := range c.frames {
+			if err := gc.Add(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := gc.Grid(); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	var gc GridChooser
+	_ = gc.Add(flat(1920, 1080, 235))
+	if err := gc.Add(flat(1280, 720, 235)); err == nil {
+		t.Error("frames of two widths: want an error")
+	}
+	if err := gc.Add(Frame{Y: make([]byte, 10), Width: 100, Height: 100, Stride: 100}); err == nil {
+		t.Error("short luma buffer: want an error")
 	}
 }

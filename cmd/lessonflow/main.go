@@ -19,7 +19,7 @@ Usage:
   lessonflow worker [flags]                 a pipeline worker (run N of them on N machines to scale out)
   lessonflow upload FILE [--title T] [--level N] [--language L] [--tags a,b] [--teacher ID] [--wait]
   lessonflow status ID                      a video's state, stages and decision
-  lessonflow watermark embed --payload HEX16 [--crf N] [--preset P] IN OUT
+  lessonflow watermark embed --payload HEX16 [--crf N] [--preset P] [--grid auto|fine|block] IN OUT
   lessonflow watermark detect [--json] FILE trace a leaked copy (a video or an image) to its video
   lessonflow reembed [flags]                fill the LESSONFLOW_EMBED_MODEL collection with every published video (a workflow)
   lessonflow eval-recs [--lessons N ...]    offline evaluation of recommendations on generated users (recall, NDCG, coverage)

@@ -24,7 +24,7 @@ import (
 )
 
 const watermarkUsage = `Usage:
-  lessonflow watermark embed --payload <16 hex digits> [--crf N] [--preset P] IN OUT
+  lessonflow watermark embed --payload <16 hex digits> [--crf N] [--preset P] [--grid auto|fine|block] IN OUT
       mark every frame of IN with the payload and encode OUT (H.264 MP4, audio copied)
   lessonflow watermark detect [--json] [--seconds S] FILE
       look for a mark in FILE (a video or an image); with --json print
@@ -89,6 +89,7 @@ func watermarkKeyring(cfg config.Config) (watermark.Keyring, error) {
 type watermarkEmbedArgs struct {
 	payload watermark.Payload
 	encode  media.EncodeOptions
+	grid    string // "auto", "fine" or "block"
 	in, out string
 }
 
@@ -98,6 +99,7 @@ func parseWatermarkEmbed(args []string, def media.EncodeOptions) (watermarkEmbed
 	payload := fs.String("payload", "", "the 64-bit payload, 16 hex digits (required)")
 	fs.IntVar(&a.encode.CRF, "crf", def.CRF, "x264 CRF (0-51)")
 	fs.StringVar(&a.encode.Preset, "preset", def.Preset, "x264 preset")
+	fs.StringVar(&a.grid, "grid", "auto", "watermark grid: auto (chosen from the keyframes, as the pipeline does), fine or block")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return a, err
@@ -114,6 +116,11 @@ func parseWatermarkEmbed(args []string, def media.EncodeOptions) (watermarkEmbed
 	}
 	if err := a.encode.Validate(); err != nil {
 		return a, fmt.Errorf("watermark embed: %w", err)
+	}
+	if a.grid != "auto" {
+		if _, err := watermark.ParseGrid(a.grid); err != nil {
+			return a, fmt.Errorf("watermark embed: --grid: %w", err)
+		}
 	}
 	if ai, ao := absPath(a.in), absPath(a.out); ai == ao {
 		return a, errors.New("watermark embed: OUT must not be IN")
@@ -145,12 +152,19 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	grid, err := watermark.ParseGrid(a.grid)
+	if a.grid == "auto" {
+		grid, err = activities.ChooseWatermarkGrid(ctx, a.in, vs)
+	}
+	if err != nil {
+		return err
+	}
 	total := int(vs.DurationSec * vs.FPS)
 	start := time.Now()
 	tty := isTerminal(os.Stderr)
 	last := time.Time{}
 	res, err := media.Transcode(ctx, a.in, a.out, media.TranscodeOptions{
-		Encode: a.encode,
+		Encode: a.encode, Stream: &vs,
 		Progress: func(n int) {
 			if tty && time.Since(last) > 200*time.Millisecond {
 				last = time.Now()
@@ -158,7 +172,7 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 			}
 		},
 	}, func(f media.RawFrame) error {
-		return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, a.payload)
+		return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, a.payload, grid)
 	})
 	if tty {
 		fmt.Fprint(os.Stderr, "\r\033[K")
@@ -167,8 +181,8 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 		return fmt.Errorf("watermark embed %s: %w", a.in, err)
 	}
 	el := time.Since(start)
-	fmt.Printf("%s: %d frames marked with payload %s (key %s), CRF %d preset %s, in %.1f s (%.1f frames/s)\n",
-		a.out, res.Frames, a.payload, kr.Current.ID, a.encode.CRF, a.encode.Preset, el.Seconds(), float64(res.Frames)/el.Seconds())
+	fmt.Printf("%s: %d frames marked with payload %s (key %s, %s grid), CRF %d preset %s, in %.1f s (%.1f frames/s)\n",
+		a.out, res.Frames, a.payload, kr.Current.ID, grid, a.encode.CRF, a.encode.Preset, el.Seconds(), float64(res.Frames)/el.Seconds())
 	return nil
 }
 

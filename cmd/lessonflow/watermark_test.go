@@ -25,8 +25,11 @@ func TestParseWatermarkEmbed(t *testing.T) {
 	if a.payload != 0x00112233aabbccdd || a.in != "in.mp4" || a.out != "out.mp4" || a.encode != (media.EncodeOptions{CRF: 28, Preset: "veryfast"}) {
 		t.Fatalf("parsed %+v", a)
 	}
-	if a, err = parseWatermarkEmbed([]string{"--payload=00112233aabbccdd", "in.mp4", "out.mp4"}, def); err != nil || a.encode != def {
+	if a, err = parseWatermarkEmbed([]string{"--payload=00112233aabbccdd", "in.mp4", "out.mp4"}, def); err != nil || a.encode != def || a.grid != "auto" {
 		t.Fatalf("defaults: %+v %v", a, err)
+	}
+	if a, err = parseWatermarkEmbed([]string{"--payload=00112233aabbccdd", "--grid", "block", "in.mp4", "out.mp4"}, def); err != nil || a.grid != "block" {
+		t.Fatalf("--grid block: %+v %v", a, err)
 	}
 	for _, args := range [][]string{
 		{"in.mp4", "out.mp4"},                               // no payload
@@ -40,6 +43,7 @@ func TestParseWatermarkEmbed(t *testing.T) {
 		{"--payload", "00112233aabbccdd", "a.mp4", "b.mp4", "c.mp4"},
 		{"--payload", "00112233aabbccdd", "same.mp4", "./same.mp4"},
 		{"--payload", "00112233aabbccdd", "--bogus", "a.mp4", "b.mp4"},
+		{"--payload", "00112233aabbccdd", "--grid", "coarse", "a.mp4", "b.mp4"},
 	} {
 		if _, err := parseWatermarkEmbed(args, def); err == nil {
 			t.Errorf("%q accepted", args)
@@ -131,6 +135,21 @@ func TestWatermarkEmbedDetectCLI(t *testing.T) {
 	}
 	if !rep.Found || rep.Payload != rec.ID.String() || rep.Video == nil || rep.Video.ID != rec.VideoID || rep.Video.TeacherID != "t-3" {
 		t.Fatalf("detect --json: %s", stdout)
+	}
+	// A flat 720p slide: auto picks the block grid, which detect also reads.
+	slide := testenv.Clip(t, "cli-slide-1280x720-3s.mp4", "-f", "lavfi", "-i",
+		"color=c=0xf0f0f0:s=1280x720:r=25:d=3,drawbox=x=120:y=200:w=900:h=36:color=0x303030:t=fill",
+		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
+	slideOut := filepath.Join(t.TempDir(), "slide-marked.mp4")
+	stdout, err = captureStdout(t, func() error {
+		return runWatermarkEmbed(ctx, []string{"--payload", rec.ID.String(), "--preset", "ultrafast", slide, slideOut})
+	})
+	if err != nil || !strings.Contains(stdout, "block grid") {
+		t.Fatalf("embed the slide: %v %s", err, stdout)
+	}
+	stdout, err = captureStdout(t, func() error { return runWatermarkDetect(ctx, []string{"--json", slideOut}) })
+	if err != nil || json.Unmarshal([]byte(stdout), &rep) != nil || !rep.Found || rep.Payload != rec.ID.String() {
+		t.Fatalf("detect the slide: %v %s", err, stdout)
 	}
 	// Another key reads nothing.
 	t.Setenv("LESSONFLOW_WATERMARK_KEY", "other:"+strings.Repeat("a5", 32))

@@ -9,24 +9,35 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/watermark"
 )
 
 // Mark re-encodes src (x264 ultrafast at crf) with every frame marked with
-// payload under kr's current key, into a file that lives as long as the test.
-func Mark(t testing.TB, src string, kr watermark.Keyring, payload watermark.Payload, crf int) string {
+// payload under kr's current key, on the grid the watermark activity would
+// choose, into a file that lives as long as the test. It returns the file
+// and the grid.
+func Mark(t testing.TB, src string, kr watermark.Keyring, payload watermark.Payload, crf int) (string, watermark.Grid) {
 	t.Helper()
 	emb, err := watermark.NewEmbedder(kr.Current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := media.ProbeStream(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grid, err := activities.ChooseWatermarkGrid(context.Background(), src, vs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "marked.mp4")
 	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: media.EncodeOptions{CRF: crf, Preset: "ultrafast"}},
 		func(f media.RawFrame) error {
-			return emb.Mark(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload)
+			return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid)
 		}); err != nil {
 		t.Fatal(err)
 	}
-	return dst
+	return dst, grid
 }
