@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// FuzzDetectFrame: arbitrary bytes and geometry never panic; accepted frames
-// give a result.
+// FuzzDetectFrame: arbitrary bytes and geometry never panic the detector or
+// the grid chooser; accepted frames give a result.
 func FuzzDetectFrame(f *testing.F) {
 	fr := naturalFrame(320, 180, 1)
 	e, _ := NewEmbedder(testKeyring(f, testKeySpec).Current)
@@ -24,6 +24,11 @@ func FuzzDetectFrame(f *testing.F) {
 	f.Add(make([]byte, 100), 1<<30, 1<<30, 1<<30)
 	kr := testKeyring(f, testKeySpec)
 	f.Fuzz(func(t *testing.T, y []byte, w, h, stride int) {
+		// The grid choice reads the same decoded frames as the mark.
+		var gc GridChooser
+		if gc.Add(Frame{Y: y, Width: w, Height: h, Stride: stride}) == nil && gc.Grid() == GridBlock && !BlockGridFits(w, h) {
+			t.Fatalf("%dx%d: block grid chosen where it does not fit", w, h)
+		}
 		d := NewDetector(kr)
 		if err := d.Add(Frame{Y: y, Width: w, Height: h, Stride: stride}); err != nil {
 			return
