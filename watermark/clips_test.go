@@ -29,12 +29,20 @@ func slideClip(t testing.TB, w, h, secs int) string {
 		"-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 }
 
-func darkClip(t testing.TB, w, h, secs int) string {
+func darkClip(t testing.TB, w, h, secs int) string { return scrollingEditor(t, w, h, secs, 60) }
+
+// scrollingEditor is the dark editor scrolling by h/perSec pixels a second
+// (darkClip: h/60, a slow read; h/5 is a fast scroll through code).
+func scrollingEditor(t testing.TB, w, h, secs, perSec int) string {
 	code := "func main() {\n    for i = 0 to 10 {\n        total += weight(i) * x(i)\n    }\n    print(total)\n}\n\n// run with go run ."
 	vf := fmt.Sprintf("drawtext=fontfile=%s:text='%s':fontsize=%d:fontcolor=0xc8c8c8:x=%d:y=%d-t*%d:line_spacing=%d,"+
 		"drawbox=x=0:y=0:w=%d:h=ih:color=0x252526:t=fill",
-		fontMono, code, h/30, w/6, h/6, h/60, h/60, w/8)
-	return testenv.Clip(t, fmt.Sprintf("wm-dark-%dx%d-%ds.mp4", w, h, secs),
+		fontMono, code, h/30, w/6, h/6, h/perSec, h/60, w/8)
+	name := fmt.Sprintf("wm-dark-%dx%d-%ds.mp4", w, h, secs)
+	if perSec != 60 {
+		name = fmt.Sprintf("wm-dark-%dx%d-%ds-scroll%d.mp4", w, h, secs, perSec)
+	}
+	return testenv.Clip(t, name,
 		"-f", "lavfi", "-i", fmt.Sprintf("color=c=0x1e1e1e:s=%dx%d:r=25:d=%d", w, h, secs),
 		"-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 }

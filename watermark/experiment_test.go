@@ -45,6 +45,8 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 		path = slideClip(t, 1920, 1080, 10)
 	case "dark":
 		path = darkClip(t, 1920, 1080, 10)
+	case "scroll": // the dark editor scrolling fast (h/5 per second)
+		path = scrollingEditor(t, 1920, 1080, 10, 5)
 	case "slide720":
 		path = slideClip(t, 1280, 720, 10)
 	case "dark720":
