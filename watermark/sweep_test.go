@@ -17,7 +17,8 @@ import (
 // marks the clip, encodes the CRF 23 rendition (x264 veryfast) next to the
 // unmarked frames for the size cost, then re-encodes the rendition with
 // H.264 CRF 28 and 35 and H.265 CRF 28 and 35 and counts 32-frame windows with the
-// exact payload, with each attack's median bit SNR (see TestMargin).
+// exact payload, with each attack's median bit SNR (see TestMargin);
+// WM_SWEEP_VF adds a filter attack after the CRF 28 re-encode.
 func TestSweep(t *testing.T) {
 	if os.Getenv("WM_SWEEP") == "" {
 		t.Skip("tradeoff experiment: set WM_SWEEP=1")
@@ -47,6 +48,10 @@ func TestSweep(t *testing.T) {
 		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"},
 		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "35", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"}} {
 		res = append(res, count(decodeRaw(t, encode(t, rend, fr, args...), "", 0)))
+	}
+	// WM_SWEEP_VF: a filter attack (crop, scale...) on the x264 CRF 28 re-encode.
+	if vf := os.Getenv("WM_SWEEP_VF"); vf != "" {
+		t.Logf("SWEEP %s x264-28 + %s: %s", clip, vf, count(decodeRaw(t, encode(t, rend, fr, x264("28")...), vf, 0)))
 	}
 	t.Logf("SWEEP %s grid=%s level=%d cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s x265-35 %s",
 		clip, x.grid, blockLevel, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
