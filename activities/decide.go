@@ -57,9 +57,11 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (sum DecisionSu
 	if err != nil {
 		return sum, fmt.Errorf("record decision for %s: %w", in.VideoID, err)
 	}
-	// A retry after a crash finds the first record and applies that, not a new verdict.
+	// A retry after a crash finds the first record and applies that, not a
+	// new verdict. The decide stage finishes in the same write, so no reader
+	// sees a blocked video whose decision still says running.
 	outcome := moderation.Outcome(rec.Outcome)
-	if err := a.Catalog.SetState(ctx, in.VideoID, catalog.State(outcome), ""); err != nil {
+	if err := a.Catalog.ConcludeStage(ctx, in.VideoID, StageDecide, catalog.State(outcome)); err != nil {
 		return sum, fmt.Errorf("set state of %s: %w", in.VideoID, err)
 	}
 	decisions.WithLabelValues(string(outcome)).Inc()

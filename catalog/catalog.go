@@ -150,6 +150,11 @@ type Store interface {
 	// SetState moves the video to state, with reason as its Error ("" clears
 	// it). Transitions are not policed here: the workflow owns them.
 	SetState(ctx context.Context, id string, state State, reason string) error
+	// ConcludeStage moves the video to state and, in the same write,
+	// finishes its stage as succeeded if it is running, so no reader sees
+	// the outcome of a stage that still says running. Unknown states give
+	// ErrInvalid, a missing video ErrNotFound.
+	ConcludeStage(ctx context.Context, id, stage string, state State) error
 	// StageStarted marks stage running at at (zero means now), creating it on
 	// first start, counting the attempt and clearing a previous finish.
 	StageStarted(ctx context.Context, id, stage string, at time.Time) error

@@ -373,6 +373,32 @@ func (s *SQLite) SetState(ctx context.Context, id string, state State, reason st
 	return nil
 }
 
+// ConcludeStage implements Store.
+func (s *SQLite) ConcludeStage(ctx context.Context, id, stage string, state State) error {
+	if !state.Valid() || stage == "" {
+		return fmt.Errorf("conclude stage %q of %s: %w: state %q", stage, id, ErrInvalid, state)
+	}
+	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+		now := nowOr(time.Time{}).UnixMicro()
+		res, err := tx.ExecContext(ctx, `UPDATE videos SET state = ?, error = '', updated_at = ? WHERE id = ?`, state, now, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE stages SET state = ?, finished_at = ?, error = '' WHERE video_id = ? AND name = ? AND state = ?`,
+			StageSucceeded, now, id, stage, StageRunning)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("conclude stage %s of %s with %s: %w", stage, id, state, err)
+	}
+	return nil
+}
+
 // insertOrGet runs an INSERT ... ON CONFLICT DO NOTHING in tx and reads the
 // row back: the stored row, and whether this call inserted it (a retried
 // create gets the first one).

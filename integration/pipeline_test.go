@@ -113,6 +113,13 @@ func TestDrawingPolicyBlocksAnimatedClips(t *testing.T) {
 			t.Errorf("%s: state %s, want blocked: %s", p, v["state"], d["reason"])
 			continue
 		}
+		// Decide finishes its stage in the same write as the state: a
+		// blocked video never shows a decision still running.
+		for _, st := range v["stages"].([]any) {
+			if m := st.(map[string]any); m["name"] == "decide" && (m["state"] != "succeeded" || m["finished_at"] == nil) {
+				t.Errorf("%s: blocked, but its decide stage is %v", p, m)
+			}
+		}
 		segs := d["segments"].([]any)
 		found := false
 		for _, sg := range segs {

@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"CreateConcurrent", testCreateConcurrent},
 		{"SetMedia", testSetMedia},
 		{"SetState", testSetState},
+		{"ConcludeStage", testConcludeStage},
 		{"Stages", testStages},
 		{"ListPagination", testListPagination},
 		{"ListFilter", testListFilter},
@@ -736,4 +737,37 @@ func testClose(t *testing.T, s catalog.Store) {
 		t.Fatal("CreateVideo after Close succeeded")
 	}
 	// Run closes again at cleanup: that must be harmless.
+}
+
+func testConcludeStage(t *testing.T, s catalog.Store) {
+	create(t, s, sampleVideo("c1"))
+	if err := s.StageStarted(ctx, "c1", "decide", base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetState(ctx, "c1", catalog.StateProcessing, "old reason"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConcludeStage(ctx, "c1", "decide", catalog.StateBlocked); err != nil {
+		t.Fatal(err)
+	}
+	v := get(t, s, "c1")
+	if v.State != catalog.StateBlocked || v.Error != "" || len(v.Stages) != 1 || v.Stages[0].State != catalog.StageSucceeded || v.Stages[0].FinishedAt == nil {
+		t.Fatalf("after ConcludeStage: state %s %q, stages %s", v.State, v.Error, stagesString(v.Stages))
+	}
+	// A stage that is not running is left as it was; the state still moves.
+	if err := s.StageFinished(ctx, "c1", "decide", base.Add(time.Second), catalog.StageFailed, "boom"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConcludeStage(ctx, "c1", "decide", catalog.StateApproved); err != nil {
+		t.Fatal(err)
+	}
+	if v := get(t, s, "c1"); v.State != catalog.StateApproved || v.Stages[0].State != catalog.StageFailed {
+		t.Fatalf("not running: state %s, stages %s", v.State, stagesString(v.Stages))
+	}
+	if err := s.ConcludeStage(ctx, "nope", "decide", catalog.StateApproved); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("missing video: %v, want ErrNotFound", err)
+	}
+	if err := s.ConcludeStage(ctx, "c1", "decide", catalog.State("bogus")); !errors.Is(err, catalog.ErrInvalid) {
+		t.Fatalf("bad state: %v, want ErrInvalid", err)
+	}
 }
