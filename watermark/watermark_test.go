@@ -427,6 +427,13 @@ func TestBlockGridAligned(t *testing.T) {
 // TestGridChooser: flat frames (a slide, a dark editor) choose GridBlock,
 // textured ones GridFine, and narrow frames always GridFine.
 func TestGridChooser(t *testing.T) {
+	repeat := func(f Frame, n int) []Frame {
+		out := make([]Frame, n)
+		for i := range out {
+			out[i] = f
+		}
+		return out
+	}
 	flat := func(w, h int, v byte) Frame {
 		f := Frame{Y: bytes.Repeat([]byte{v}, w*h), Width: w, Height: h, Stride: w}
 		for y := h / 4; y < h/4+h/10; y++ { // a text line: busy, but a small share of the frame
@@ -447,6 +454,11 @@ func TestGridChooser(t *testing.T) {
 		{"dark editor 720p", []Frame{flat(1280, 720, 20)}, GridBlock},
 		{"textured 1080p", []Frame{naturalFrame(1920, 1080, 3), naturalFrame(1920, 1080, 4)}, GridFine},
 		{"half slide, half texture", []Frame{flat(1920, 1080, 235), naturalFrame(1920, 1080, 5), naturalFrame(1920, 1080, 6)}, GridFine},
+		// A mixed lesson: one textured frame in ten keeps the fine grid (the
+		// block grid would leave its camera part unreadable); one in twenty
+		// does not.
+		{"slides with 1 in 10 camera", append(repeat(flat(1920, 1080, 235), 9), naturalFrame(1920, 1080, 7)), GridFine},
+		{"slides with 1 in 20 camera", append(repeat(flat(1920, 1080, 235), 19), naturalFrame(1920, 1080, 8)), GridBlock},
 		{"slide 432p", []Frame{flat(768, 432, 235)}, GridFine},
 		{"no frames", nil, GridFine},
 	} {
