@@ -152,9 +152,11 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	grid, err := watermark.ParseGrid(a.grid)
+	var grid watermark.Grid
 	if a.grid == "auto" {
 		grid, err = activities.ChooseWatermarkGrid(ctx, a.in, vs)
+	} else {
+		grid, err = watermark.ParseGrid(a.grid) // validated by parseWatermarkEmbed
 	}
 	if err != nil {
 		return err
