@@ -141,7 +141,7 @@ func TestWatermarkActivity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Payload != rec.ID.String() || res.KeyID != "k1" || rec.TeacherID != "teacher-7" || res.Frames != 150 || res.RenditionKey != RenditionKey("v1") || res.Grid != "fine" {
+	if res.Payload != rec.ID.String() || res.KeyID != "k1" || rec.TeacherID != "teacher-7" || res.Frames != 150 || res.RenditionKey != RenditionKey("v1") || res.Grid != "block" { // testsrc2 is flat colour fields
 		t.Fatalf("result %+v, registry %+v", res, rec)
 	}
 	if last == nil || last.Plan == "" {
@@ -251,9 +251,6 @@ func TestFinishedSegments(t *testing.T) {
 	}
 }
 
-// A video that fits one segment is encoded straight into the rendition: the
-// stored segment is the finished file, and a retry after it was stored (the
-// rendition's own put failed) re-encodes nothing.
 // TestWatermarkActivityBlockGrid: a flat 720p slide is marked on the block
 // grid, a retry resumes the stored segments on the same grid (it is part of
 // the plan), and the rendition reads back.
@@ -279,6 +276,9 @@ func TestWatermarkActivityBlockGrid(t *testing.T) {
 	}
 }
 
+// A video that fits one segment is encoded straight into the rendition: the
+// stored segment is the finished file, and a retry after it was stored (the
+// rendition's own put failed) re-encodes nothing.
 func TestWatermarkActivityWhole(t *testing.T) {
 	fx := newWMFixture(t)
 	fx.acts.SegmentSeconds = 0 // sized by work: the 6 s clip is one segment

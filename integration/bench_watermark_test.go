@@ -48,8 +48,10 @@ func TestWatermarkBench(t *testing.T) {
 		{name: "Sintel 1080p", path: testenv.SharedVideo(t, "Sintel_1080_10s_2MB.mp4"), secs: 10},
 		{name: "car 432p", path: testenv.SharedVideo(t, "car-detection.mp4"), secs: 30},
 		{name: "person 432p", path: testenv.SharedVideo(t, "one-by-one-person-detection.mp4"), secs: 30},
-		{name: "slide 1080p", path: wmSlideClip(t), secs: 10},
-		{name: "dark 1080p", path: wmDarkClip(t), secs: 10},
+		{name: "slide 1080p", path: wmSlideClip(t, 1920, 1080), secs: 10},
+		{name: "dark 1080p", path: wmDarkClip(t, 1920, 1080), secs: 10},
+		{name: "slide 720p", path: wmSlideClip(t, 1280, 720), secs: 10},
+		{name: "dark 720p", path: wmDarkClip(t, 1280, 720), secs: 10},
 	}
 	attacks := []wmAttack{
 		{name: "none (the CRF 23 rendition)"},
@@ -464,20 +466,24 @@ func mean(v []float64) float64 {
 	return s / float64(max(len(v), 1))
 }
 
-// Generated lesson-like clips, as in the watermark package's tests: a white
-// slide deck and a dark code editor.
-func wmSlideClip(t *testing.T) string {
+// wmSlideClip is a generated lesson-like clip, as in the watermark package's
+// tests: a 10 s white slide deck of w x h (text sized for 1080p, scaled).
+func wmSlideClip(t *testing.T, w, h int) string {
 	text := "Lesson 4 - Fourier series\n\n* periodic signals\n* sines and cosines\n* orthogonality\n* convergence"
-	vf := "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='" + text + "':fontsize=60:fontcolor=0x202020:x=160:y=135:line_spacing=27," +
-		"drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='page %{eif\\:floor(t/3)+1\\:d}':fontsize=36:fontcolor=0x606060:x=w-tw-64:y=h-th-36"
-	return testenv.Clip(t, "wmbench-slide-1080p-10s.mp4", "-f", "lavfi", "-i", "color=c=0xf4f4f4:s=1920x1080:r=25:d=10",
+	px := func(v int) string { return strconv.Itoa(v * h / 1080) }
+	vf := "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='" + text + "':fontsize=" + px(60) + ":fontcolor=0x202020:x=" + px(160) + ":y=" + px(135) + ":line_spacing=" + px(27) + "," +
+		"drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='page %{eif\\:floor(t/3)+1\\:d}':fontsize=" + px(36) + ":fontcolor=0x606060:x=w-tw-" + px(64) + ":y=h-th-" + px(36)
+	return testenv.Clip(t, fmt.Sprintf("wmbench-slide-%dp-10s.mp4", h), "-f", "lavfi", "-i", fmt.Sprintf("color=c=0xf4f4f4:s=%dx%d:r=25:d=10", w, h),
 		"-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 }
 
-func wmDarkClip(t *testing.T) string {
+// wmDarkClip is a 10 s dark code editor of w x h, scrolling slowly (text
+// sized for 1080p, scaled).
+func wmDarkClip(t *testing.T, w, h int) string {
 	code := "func main() {\n    for i = 0 to 10 {\n        total += weight(i) * x(i)\n    }\n    print(total)\n}\n\n// run with go run ."
-	vf := "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:text='" + code + "':fontsize=36:fontcolor=0xc8c8c8:x=320:y=180-t*18:line_spacing=18," +
-		"drawbox=x=0:y=0:w=240:h=ih:color=0x252526:t=fill"
-	return testenv.Clip(t, "wmbench-dark-1080p-10s.mp4", "-f", "lavfi", "-i", "color=c=0x1e1e1e:s=1920x1080:r=25:d=10",
+	px := func(v int) string { return strconv.Itoa(v * h / 1080) }
+	vf := "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:text='" + code + "':fontsize=" + px(36) + ":fontcolor=0xc8c8c8:x=" + px(320) + ":y=" + px(180) + "-t*" + px(18) + ":line_spacing=" + px(18) + "," +
+		"drawbox=x=0:y=0:w=" + px(240) + ":h=ih:color=0x252526:t=fill"
+	return testenv.Clip(t, fmt.Sprintf("wmbench-dark-%dp-10s.mp4", h), "-f", "lavfi", "-i", fmt.Sprintf("color=c=0x1e1e1e:s=%dx%d:r=25:d=10", w, h),
 		"-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 }

@@ -32,14 +32,14 @@ func marked(t *testing.T, kr watermark.Keyring, p watermark.Payload) string {
 		"color=c=0xF4F4F0:size=640x360:rate=25:duration=3,drawbox=x=60:y=60:w=400:h=24:color=0x303030:t=fill",
 		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
 	path, grid := wmclip.Mark(t, src, kr, p, 28)
-	if grid != watermark.GridFine { // under 1280 wide
-		t.Fatalf("grid %s, want fine", grid)
+	if grid != watermark.GridBlock { // 16 px cells: a tile 512 px tall, 70% seen
+		t.Fatalf("grid %s, want block", grid)
 	}
 	return path
 }
 
 // TestDetectBlockGridSlide: a 720p slide is marked on the block grid (the
-// pipeline's choice for flat content); the copy, a 640x360 re-encode and a
+// pipeline's choice for flat content: 32 px cells, 70% of a tile seen); the copy, a 640x360 re-encode and a
 // 4:3 squeeze are traced, the unmarked slide is not.
 func TestDetectBlockGridSlide(t *testing.T) {
 	ctx := context.Background()

@@ -16,7 +16,7 @@ const (
 	gridW      = 2 * cellsAcross
 	fineBins   = 2 * tileCells // fold resolution: half cells
 	zoomMin    = 0.97
-	zoomMax    = 4.2   // GridBlock at 1080p (3.2) after a crop to 77%
+	zoomMax    = 6.3   // GridBlock at 720p (4.8) after a crop to 77%
 	zoomStep   = 1.006 // keeps fold misalignment under half a cell at the frame edge
 	candidates = 4     // decode attempts per key and detection (false-alarm bound)
 	// minCoarseSync: candidates whose coarse sync peak is below this many
@@ -37,8 +37,8 @@ var (
 
 // zooms are the coarse search's zooms, zoomMin..zoomMax: zoom 1 is a cell
 // of width/cellsAcross (GridFine from 1280 wide), 1.5 the small-frame grid,
-// 2.4-3.2 GridBlock's cells (16 px at 720p, 32 at 1080p); each stretched by
-// up to 1.3 for a crop keeping 77% of the width.
+// 3.2-4.8 GridBlock's cells (32 px at 1080p and 720p, 16 at 432p); each
+// stretched by up to 1.3 for a crop keeping 77% of the width.
 var zooms = func() []float64 {
 	var z []float64
 	for k := int(math.Floor(math.Log(zoomMin) / math.Log(zoomStep))); ; k++ {

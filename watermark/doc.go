@@ -22,8 +22,9 @@
 //
 // That is GridFine. Flat content (slides, code editors, flat animation)
 // is marked on GridBlock instead: the same tiling with cells of 16 px at
-// 720p, 32 at 1080p, 64 at 2160p, each a constant offset of one luma level
-// over a square aligned to the codec's macroblocks, so an I-frame codes
+// 432p and 540p, 32 at 720p and 1080p, 64 at 2160p, each a constant offset
+// of one luma level over a square aligned to the codec's macroblocks (a
+// tile need only be 70% seen), so an I-frame codes
 // them in DC coefficients. On flat content it costs a tenth to a half of
 // GridFine's bits and survives H.265 CRF 35 better; on busy camera content
 // it loses (README). GridChooser picks per video from a sample of
@@ -69,9 +70,9 @@
 // local deviation and clipped, which weights flat areas as much as textured
 // ones and makes brightness and contrast irrelevant, and summed over
 // frames: soft evidence accumulates before any decision. Result then
-// searches the geometry once on the sum: for 246 zooms from 0.965 to 4.2
+// searches the geometry once on the sum: for 314 zooms from 0.965 to 6.27
 // in 0.6% steps (GridFine at 1.0 and 1.5 on small frames, GridBlock at
-// 2.4-3.2, each with crops keeping 77-100% and any uniform resize; the step
+// 3.2-4.8, each with crops keeping 77-100% and any uniform resize; the step
 // keeps the fold misaligned by under half a cell at the frame edge), it folds the
 // grid modulo the tile, and one complex FFT correlation per zoom against
 // the key's sync template gives the best cyclic shift for the straight and

@@ -247,8 +247,16 @@ func blockActivity(f Frame, bx, by int) float64 {
 // content costs bits but is found, while the block grid on busy camera
 // content is not found at all (Big Buck Bunny: bit SNR 0.05), so the camera
 // part of a mixed lesson must not be marked on it. Measured flat shares per
-// frame: the generated slide 0.94, dark editor 0.97, Sintel 0.68-0.87, Big
-// Buck Bunny 0.01-0.02. The zero value is ready; not safe for concurrent use.
+// frame: the generated slide 0.93-0.94, dark editor 0.96-0.97, Sintel
+// 0.68-0.87, Big Buck Bunny 0.01-0.02.
+//
+// Frames whose block cells are 16 px (640x360 to 540p) must be flatter: at
+// least gridFlatShareSmall of their blocks. 16 px cells win on screen
+// content (a 432p slide 0.90 and dark editor 0.95 flat: a fifth to under a
+// third of the fine grid's bits, and H.265 CRF 28 survived) but lose on the
+// 432p traffic camera clip, whose frames are 0.46-0.90 flat (crop 90%: 6/11
+// windows instead of 11/11; README, "Fourth round"). The zero value is
+// ready; not safe for concurrent use.
 type GridChooser struct {
 	flatFrames    int // frames that pass the flatness test
 	frames        int
@@ -256,11 +264,13 @@ type GridChooser struct {
 }
 
 // The flatness test above: gridFlatActivity levels of mean gradient per
-// block, gridFlatShare of a frame's blocks, gridFlatFrames of the frames.
+// block, gridFlatShare (gridFlatShareSmall on 16 px cells) of a frame's
+// blocks, gridFlatFrames of the frames.
 const (
-	gridFlatActivity = 1.0
-	gridFlatShare    = 0.5
-	gridFlatFrames   = 0.95
+	gridFlatActivity   = 1.0
+	gridFlatShare      = 0.5
+	gridFlatShareSmall = 0.85
+	gridFlatFrames     = 0.95
 )
 
 // Add measures one frame. Frames of another size than the first are an error.
@@ -281,7 +291,11 @@ func (c *GridChooser) Add(f Frame) error {
 			}
 		}
 	}
-	if float64(flat) >= gridFlatShare*float64(bw*bh) {
+	share := gridFlatShare
+	if blockCell(f.Width, f.Height) < 32 {
+		share = gridFlatShareSmall
+	}
+	if float64(flat) >= share*float64(bw*bh) {
 		c.flatFrames++
 	}
 	c.frames++

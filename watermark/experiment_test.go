@@ -51,6 +51,10 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 		path = slideClip(t, 1280, 720, 10)
 	case "dark720":
 		path = darkClip(t, 1280, 720, 10)
+	case "slide432":
+		path = slideClip(t, 768, 432, 10)
+	case "dark432":
+		path = darkClip(t, 768, 432, 10)
 	default:
 		path = sharedClip(t, clip)
 	}

@@ -46,8 +46,9 @@ const (
 	// macroblocks, so an I-frame codes it in DC coefficients. On flat
 	// content (slides, code editors, flat animation) it costs a tenth to a
 	// half of GridFine's bits and survives H.265 CRF 35 better; on busy
-	// camera content it is worse (README, "Third round"). Frames with a
-	// shorter side under 512 fall back to GridFine.
+	// camera content it is worse (README, "Third round"). Frames that show
+	// under 70% of a tile of 16 px cells (480x270, for one) fall back to
+	// GridFine.
 	GridBlock
 )
 
@@ -70,28 +71,39 @@ func ParseGrid(s string) (Grid, error) {
 }
 
 // blockCell is GridBlock's cell side in pixels for a w x h frame, or 0 when
-// none fits (a shorter side under 512). It is the largest power of two from
-// 16 (the macroblock) up to blockCellCap whose tile fits the shorter side,
-// so every tile cell is seen, and whose zoom (cell over width/cellsAcross)
-// stays in the detector's range after a crop to 77% (x1.3): 16 px at 720p,
-// 32 at 1080p, 64 at 2160p. Larger cells cost fewer bits and survive H.265
-// CRF 35, where 16 px cells do not (README, "Third round").
+// none fits. It is the largest power of two from 16 (the macroblock) up to
+// blockCellCap whose tile the frame shows at least blockCover of, and whose
+// zoom (cell over width/cellsAcross) stays in the detector's range after a
+// crop to 77% (x1.3): 16 px from 640x360 to 540p, 32 at 720p and 1080p, 64
+// at 1440p and 2160p. Larger cells cost fewer bits and survive H.265 CRF
+// 35, where 16 px cells do not; unseen cells leave their coded bits erased,
+// which the code's redundancy absorbs (README, "Third round" and "Fourth
+// round").
 func blockCell(w, h int) int {
 	for b := blockCellCap; b >= 16; b /= 2 {
-		if r := float64(cellsAcross*b) / float64(w); tileCells*b <= min(w, h) && r >= zoomMin && r*1.3 <= zoomMax {
+		t := float64(tileCells * b)
+		seen := min(1, float64(w)/t) * min(1, float64(h)/t)
+		if r := float64(cellsAcross*b) / float64(w); seen >= blockCover && r >= zoomMin && r*1.3 <= zoomMax {
 			return b
 		}
 	}
 	return 0
 }
 
-// BlockGridFits reports whether a w x h frame can carry GridBlock (a tile of
-// 16 px cells fits its shorter side); when it cannot, GridBlock falls back
-// to GridFine and a grid choice is moot.
+// BlockGridFits reports whether a w x h frame can carry GridBlock; when it
+// cannot, GridBlock falls back to GridFine and a grid choice is moot.
 func BlockGridFits(w, h int) bool { return blockCell(w, h) > 0 }
 
 // blockCellCap bounds blockCell; a variable for the sweep (WM_BLOCK_CELL).
 var blockCellCap = 64
+
+// blockCover is the least share of a tile's cells a frame must show on
+// GridBlock. At 0.7, 720p takes 32 px cells (a 1024 px tile, 70% of its
+// rows seen): a third to under half of the bits of 16 px cells, and it
+// survives H.265 CRF 35, for less margin under a deep crop. Less is not
+// enough: 64 px cells at 1080p (49% seen) halve a slide's cost again but
+// lose flat animation and short detections (README, "Fourth round").
+const blockCover = 0.7
 
 // cellSize is the cell side in pixels on grid g for a w x h frame.
 func cellSize(w, h int, g Grid) float64 {

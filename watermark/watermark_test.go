@@ -107,7 +107,8 @@ func TestMarkDetectSizes(t *testing.T) {
 	}
 	r := rand.New(rand.NewSource(1))
 	for _, sz := range [][3]int{{1920, 1080}, {1280, 720}, {854, 480}, {640, 360}, {720, 1280}, {1000, 1000},
-		{1920, 1080, int(GridBlock)}, {1280, 720, int(GridBlock)}, {2560, 1440, int(GridBlock)}, {3840, 2160, int(GridBlock)}, {1080, 1920, int(GridBlock)}} {
+		{1920, 1080, int(GridBlock)}, {1280, 720, int(GridBlock)}, {2560, 1440, int(GridBlock)}, {3840, 2160, int(GridBlock)}, {1080, 1920, int(GridBlock)},
+		{960, 540, int(GridBlock)}, {768, 432, int(GridBlock)}} {
 		grid := Grid(sz[2])
 		p := Payload(r.Uint64())
 		f := naturalFrame(sz[0], sz[1], int64(sz[0]))
@@ -130,6 +131,20 @@ func TestMarkDetectSizes(t *testing.T) {
 			t.Errorf("%dx%d %s grid: got %+v, want payload %v", sz[0], sz[1], grid, res, p)
 		}
 	}
+}
+
+// slideFrame is a flat page of level v with one busy text-like band: about
+// 93% of its 16x16 blocks flat, like a slide or a code editor.
+func slideFrame(w, h int, v byte) Frame {
+	f := Frame{Y: bytes.Repeat([]byte{v}, w*h), Width: w, Height: h, Stride: w}
+	for y := h / 4; y < h/4+h/10; y++ {
+		for x := w / 8; x < 7*w/8; x++ {
+			if (x/3+y/5)%2 == 0 {
+				f.Y[y*w+x] = 255 - v
+			}
+		}
+	}
+	return f
 }
 
 func TestKeyRotation(t *testing.T) {
@@ -340,12 +355,11 @@ func TestFalseAlarms(t *testing.T) {
 var _ = hex.EncodeToString
 var _ = fmt.Sprint
 
-// Marks on both grids are found after a resize across the 1280 threshold:
-// a 432p mark (128 across) upscaled to 1080p is found at zoom 1.5, and a
-// 1080p mark (192 across) downscaled to 432p at zoom 1.
 // TestGridsSurviveRescale: each grid at each width family is found after a
-// resize, and GridBlock (cells up to 2.5 zoom) also after a crop keeping
-// 80% and a resize: the far end of the zoom range.
+// resize (the fine grid across the 1280 threshold: a 432p mark, 128 across,
+// upscaled to 1080p is found at zoom 1.5, and a 1080p mark downscaled to
+// 432p at zoom 1), and the block grid also after a crop keeping 80% and a
+// resize: up to the far end of the zoom range (720p: 6.0).
 func TestGridsSurviveRescale(t *testing.T) {
 	kr := testKeyring(t, testKeySpec)
 	e, _ := NewEmbedder(kr.Current)
@@ -357,6 +371,7 @@ func TestGridsSurviveRescale(t *testing.T) {
 		{768, 432, 1920, 1080, GridFine, 1}, {1920, 1080, 768, 432, GridFine, 1},
 		{1920, 1080, 640, 360, GridBlock, 1}, {1920, 1080, 640, 360, GridBlock, 0.8},
 		{1280, 720, 1920, 1080, GridBlock, 1}, {1280, 720, 640, 360, GridBlock, 0.8},
+		{768, 432, 1920, 1080, GridBlock, 0.9},
 	} {
 		f := naturalFrame(c.w, c.h, 11)
 		p := Payload(uint64(c.w)<<32 | 0xabcdef)
@@ -379,13 +394,14 @@ func TestGridsSurviveRescale(t *testing.T) {
 }
 
 // TestBlockGridAligned: GridBlock adds one whole level, constant over
-// squares of 16 (720p), 32 (1080p) or 64 (2160p) pixels on the macroblock
-// grid, and both signs occur.
+// squares of 16, 32 or 64 pixels on the macroblock grid (the largest whose
+// tile the frame shows enough of), and both signs occur.
 func TestBlockGridAligned(t *testing.T) {
 	kr := testKeyring(t, testKeySpec)
 	e, _ := NewEmbedder(kr.Current)
-	for _, sz := range [][3]int{{1920, 1080, 32}, {1280, 720, 16}, {3840, 2160, 64}, {1080, 1920, 16}, {960, 540, 16}} {
+	for _, sz := range [][3]int{{1920, 1080, 32}, {1280, 720, 32}, {3840, 2160, 64}, {2560, 1440, 64}, {1080, 1920, 16}, {960, 540, 16}, {768, 432, 16}} {
 		w, h, b := sz[0], sz[1], sz[2]
+		var finer bool // some pixel differs from its 2b block's corner: cells are b, not larger
 		f := Frame{Y: bytes.Repeat([]byte{128}, w*h), Width: w, Height: h, Stride: w}
 		if err := e.MarkGrid(f, 0x1234, GridBlock); err != nil {
 			t.Fatal(err)
@@ -400,6 +416,7 @@ func TestBlockGridAligned(t *testing.T) {
 				if v != f.Y[(y/b*b)*w+x/b*b] {
 					t.Fatalf("%dx%d: pixel %d,%d differs from its %d px block's corner", w, h, x, y, b)
 				}
+				finer = finer || v != f.Y[(y/(2*b)*2*b)*w+x/(2*b)*2*b]
 				if v > 128 {
 					plus++
 				} else {
@@ -407,25 +424,30 @@ func TestBlockGridAligned(t *testing.T) {
 				}
 			}
 		}
+		if !finer {
+			t.Errorf("%dx%d: constant over %d px blocks, want %d px cells", w, h, 2*b, b)
+		}
 		if plus < w*h/3 || minus < w*h/3 {
 			t.Errorf("%dx%d: %d pixels +1, %d -1: want both signs in roughly equal parts", w, h, plus, minus)
 		}
 	}
-	// With a shorter side under 512 no tile fits: the fine grid is used.
-	f := Frame{Y: bytes.Repeat([]byte{128}, 768*432), Width: 768, Height: 432, Stride: 768}
-	g := Frame{Y: bytes.Repeat([]byte{128}, 768*432), Width: 768, Height: 432, Stride: 768}
+	// 480x270 shows under 70% of a tile of 16 px cells: the fine grid is used.
+	f := Frame{Y: bytes.Repeat([]byte{128}, 480*270), Width: 480, Height: 270, Stride: 480}
+	g := Frame{Y: bytes.Repeat([]byte{128}, 480*270), Width: 480, Height: 270, Stride: 480}
 	_ = e.MarkGrid(f, 0x1234, GridBlock)
 	_ = e.Mark(g, 0x1234)
 	if !bytes.Equal(f.Y, g.Y) {
-		t.Error("768x432: GridBlock should fall back to GridFine")
+		t.Error("480x270: GridBlock should fall back to GridFine")
 	}
-	if BlockGridFits(768, 432) || BlockGridFits(854, 480) || !BlockGridFits(1280, 720) || !BlockGridFits(1080, 1920) || !BlockGridFits(960, 540) {
-		t.Error("BlockGridFits: want false under a 512 shorter side, true from 540")
+	if BlockGridFits(480, 270) || BlockGridFits(512, 240) || !BlockGridFits(640, 360) || !BlockGridFits(1280, 720) || !BlockGridFits(1080, 1920) {
+		t.Error("BlockGridFits: want false under 512x256, true from 640x360")
 	}
 }
 
 // TestGridChooser: flat frames (a slide, a dark editor) choose GridBlock,
-// textured ones GridFine, and narrow frames always GridFine.
+// textured ones GridFine, half-flat ones GridBlock only where the cells
+// would be 32 px or more, and frames too small for a block tile always
+// GridFine.
 func TestGridChooser(t *testing.T) {
 	repeat := func(f Frame, n int) []Frame {
 		out := make([]Frame, n)
@@ -434,15 +456,12 @@ func TestGridChooser(t *testing.T) {
 		}
 		return out
 	}
-	flat := func(w, h int, v byte) Frame {
-		f := Frame{Y: bytes.Repeat([]byte{v}, w*h), Width: w, Height: h, Stride: w}
-		for y := h / 4; y < h/4+h/10; y++ { // a text line: busy, but a small share of the frame
-			for x := w / 8; x < 7*w/8; x++ {
-				if (x/3+y/5)%2 == 0 {
-					f.Y[y*w+x] = 255 - v
-				}
-			}
-		}
+	flat := slideFrame
+	partly := func(w, h int, busy float64) Frame { // the bottom rows textured
+		f := Frame{Y: bytes.Repeat([]byte{128}, w*h), Width: w, Height: h, Stride: w}
+		n := naturalFrame(w, h, 9)
+		y0 := int(float64(h) * (1 - busy))
+		copy(f.Y[y0*w:], n.Y[y0*n.Stride:])
 		return f
 	}
 	for _, c := range []struct {
@@ -459,7 +478,12 @@ func TestGridChooser(t *testing.T) {
 		// does not.
 		{"slides with 1 in 10 camera", append(repeat(flat(1920, 1080, 235), 9), naturalFrame(1920, 1080, 7)), GridFine},
 		{"slides with 1 in 20 camera", append(repeat(flat(1920, 1080, 235), 19), naturalFrame(1920, 1080, 8)), GridBlock},
-		{"slide 432p", []Frame{flat(768, 432, 235)}, GridFine},
+		{"slide 432p", []Frame{flat(768, 432, 235)}, GridBlock},
+		// 70% flat, like a still camera's road and sky: enough for 32 px
+		// cells, not for 16 px cells.
+		{"70% flat 1080p", []Frame{partly(1920, 1080, 0.3)}, GridBlock},
+		{"70% flat 432p", []Frame{partly(768, 432, 0.3)}, GridFine},
+		{"slide 480x270", []Frame{flat(480, 270, 235)}, GridFine},
 		{"no frames", nil, GridFine},
 	} {
 		var gc GridChooser

@@ -136,7 +136,8 @@ func TestWatermarkEmbedDetectCLI(t *testing.T) {
 	if !rep.Found || rep.Payload != rec.ID.String() || rep.Video == nil || rep.Video.ID != rec.VideoID || rep.Video.TeacherID != "t-3" {
 		t.Fatalf("detect --json: %s", stdout)
 	}
-	// A flat 720p slide: auto picks the block grid, which detect also reads.
+	// A flat 720p slide: auto picks the block grid (32 px cells, 70% of a
+	// tile seen), which detect also reads.
 	slide := testenv.Clip(t, "cli-slide-1280x720-3s.mp4", "-f", "lavfi", "-i",
 		"color=c=0xf0f0f0:s=1280x720:r=25:d=3,drawbox=x=120:y=200:w=900:h=36:color=0x303030:t=fill",
 		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
