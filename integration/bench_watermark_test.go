@@ -470,18 +470,21 @@ func mean(v []float64) float64 {
 // tests: a 10 s white slide deck of w x h (text sized for 1080p, scaled).
 func wmSlideClip(t *testing.T, w, h int) string {
 	text := "Lesson 4 - Fourier series\n\n* periodic signals\n* sines and cosines\n* orthogonality\n* convergence"
-	px := func(v int) string { return strconv.Itoa(v * h / 1080) }
+	px := func(v int) string { return wmScaled(v, h) }
 	vf := "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='" + text + "':fontsize=" + px(60) + ":fontcolor=0x202020:x=" + px(160) + ":y=" + px(135) + ":line_spacing=" + px(27) + "," +
 		"drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='page %{eif\\:floor(t/3)+1\\:d}':fontsize=" + px(36) + ":fontcolor=0x606060:x=w-tw-" + px(64) + ":y=h-th-" + px(36)
 	return testenv.Clip(t, fmt.Sprintf("wmbench-slide-%dp-10s.mp4", h), "-f", "lavfi", "-i", fmt.Sprintf("color=c=0xf4f4f4:s=%dx%d:r=25:d=10", w, h),
 		"-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 }
 
+// wmScaled is v, a size in pixels at 1080p, at frame height h.
+func wmScaled(v, h int) string { return strconv.Itoa(v * h / 1080) }
+
 // wmDarkClip is a 10 s dark code editor of w x h, scrolling slowly (text
 // sized for 1080p, scaled).
 func wmDarkClip(t *testing.T, w, h int) string {
 	code := "func main() {\n    for i = 0 to 10 {\n        total += weight(i) * x(i)\n    }\n    print(total)\n}\n\n// run with go run ."
-	px := func(v int) string { return strconv.Itoa(v * h / 1080) }
+	px := func(v int) string { return wmScaled(v, h) }
 	vf := "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:text='" + code + "':fontsize=" + px(36) + ":fontcolor=0xc8c8c8:x=" + px(320) + ":y=" + px(180) + "-t*" + px(18) + ":line_spacing=" + px(18) + "," +
 		"drawbox=x=0:y=0:w=" + px(240) + ":h=ih:color=0x252526:t=fill"
 	return testenv.Clip(t, fmt.Sprintf("wmbench-dark-%dp-10s.mp4", h), "-f", "lavfi", "-i", fmt.Sprintf("color=c=0x1e1e1e:s=%dx%d:r=25:d=10", w, h),

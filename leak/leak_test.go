@@ -39,8 +39,9 @@ func marked(t *testing.T, kr watermark.Keyring, p watermark.Payload) string {
 }
 
 // TestDetectBlockGridSlide: a 720p slide is marked on the block grid (the
-// pipeline's choice for flat content: 32 px cells, 70% of a tile seen); the copy, a 640x360 re-encode and a
-// 4:3 squeeze are traced, the unmarked slide is not.
+// pipeline's choice for flat content: 32 px cells, 70% of a tile seen);
+// the copy, a 640x360 re-encode and a 4:3 squeeze are traced, the unmarked
+// slide is not.
 func TestDetectBlockGridSlide(t *testing.T) {
 	ctx := context.Background()
 	kr := keyring(t, "k1:"+strings.Repeat("cd", 16))
