@@ -4,6 +4,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -20,8 +21,9 @@ type experiment struct {
 
 // markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides
 // (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock)
-// (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark"), decodes its first n
-// frames and marks them with a fixed payload.
+// (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
+// "@WxH" appended to scale it first), decodes its first n frames and marks
+// them with a fixed payload.
 func markExperiment(t *testing.T, clip string, n int) experiment {
 	for _, v := range []struct {
 		name string
@@ -40,6 +42,11 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	kr := testKeyring(t, testKeySpec)
 	e, _ := NewEmbedder(kr.Current)
 	var path string
+	clip, size, _ := strings.Cut(clip, "@") // "name@1280x720": the clip scaled first
+	vf := ""
+	if size != "" {
+		vf = "scale=" + strings.Replace(size, "x", ":", 1)
+	}
 	switch clip {
 	case "slide":
 		path = slideClip(t, 1920, 1080, 10)
@@ -58,7 +65,7 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	default:
 		path = sharedClip(t, clip)
 	}
-	c := decodeRaw(t, path, "", n)
+	c := decodeRaw(t, path, vf, n)
 	orig := c.clone()
 	p := Payload(0x0123456789abcdef)
 	grid := GridFine
