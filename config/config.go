@@ -76,7 +76,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_EVIDENCE_KEY", "(unset: dev keeps one in the data dir; api uses a random per-process key)", "signs evidence URLs, at least 32 bytes; set the same on every API process"},
 	{"LESSONFLOW_EVIDENCE_TTL", "10m", "how long a signed evidence URL works"},
 	{"LESSONFLOW_WATERMARK_KEY", "(dev: generated)", "watermark keyring `id:HEX,...` (secrets 16-64 bytes); the first key marks new videos, all are tried by detection. Secret: never logged"},
-	{"LESSONFLOW_WATERMARK_CRF", "23", "x264 CRF of the watermarked renditions (0-51)"},
+	{"LESSONFLOW_WATERMARK_CRF", "23", "x264 CRF of the watermarked renditions (1-51)"},
 	{"LESSONFLOW_WATERMARK_PRESET", "medium", "x264 preset of the watermarked renditions"},
 	{"LESSONFLOW_DETECT_MAX_BYTES", "268435456", "`POST /v1/watermark/detect` upload limit (413 past it)"},
 	{"LESSONFLOW_DETECT_TIMEOUT", "60s", "time bound of one detection request"},

@@ -526,7 +526,7 @@ func decodeFailure(path string, err error) error {
 
 // EncodeOptions set the H.264 encode of renditions.
 type EncodeOptions struct {
-	CRF    int    `json:"crf"`    // x264 constant rate factor, 0-51 (default 23)
+	CRF    int    `json:"crf"`    // x264 constant rate factor, 1-51 (0: the default, 23)
 	Preset string `json:"preset"` // x264 preset (default "medium")
 }
 
@@ -547,10 +547,12 @@ func (o EncodeOptions) WithDefaults() EncodeOptions {
 	return o
 }
 
-// Validate rejects a CRF outside 0-51 or an unknown preset.
+// Validate rejects a CRF outside 1-51 or an unknown preset. CRF 0 would
+// be lossless, tens of times the bits, never what a served rendition
+// wants; and 0 is the zero value, which WithDefaults reads as unset.
 func (o EncodeOptions) Validate() error {
-	if o.CRF < 0 || o.CRF > 51 {
-		return fmt.Errorf("CRF %d: want 0-51", o.CRF)
+	if o.CRF < 1 || o.CRF > 51 {
+		return fmt.Errorf("CRF %d: want 1-51", o.CRF)
 	}
 	for _, p := range x264Presets {
 		if o.Preset == p {

@@ -480,7 +480,7 @@ func TestEncodeOptionsValidate(t *testing.T) {
 	if err := (EncodeOptions{}).WithDefaults().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []EncodeOptions{{CRF: -1, Preset: "fast"}, {CRF: 52, Preset: "fast"}, {CRF: 23, Preset: "fast; rm"}} {
+	for _, o := range []EncodeOptions{{CRF: -1, Preset: "fast"}, {CRF: 0, Preset: "fast"}, {CRF: 52, Preset: "fast"}, {CRF: 23, Preset: "fast; rm"}} {
 		if o.Validate() == nil {
 			t.Errorf("%+v accepted", o)
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"math"
 )
 
 // Channel code. The 64 payload bits are followed by a 40-bit keyed tag
@@ -75,9 +74,25 @@ func convEncode(info []byte) []byte {
 	return out
 }
 
-// viterbi decodes soft values (positive means coded bit 1, magnitude is
-// confidence) into nInfo bits, maximizing the correlation sum.
-func viterbi(soft []float64, nInfo int) []byte {
+// decodeInfo splits decoded info bits into payload and tag.
+func decodeInfo(bits []byte) (Payload, uint64) {
+	var p, t uint64
+	for i := 0; i < payloadBits; i++ {
+		p = p<<1 | uint64(bits[i])
+	}
+	for i := payloadBits; i < infoBits; i++ {
+		t = t<<1 | uint64(bits[i])
+	}
+	return Payload(p), t
+}
+
+// listViterbi is the parallel list Viterbi decoder: the n best paths
+// through the trellis (distinct info words of nInfo bits, best first)
+// under the correlation metric, n <= 256. With n = 1 it is the plain soft
+// Viterbi decoder. With the keyed tag as the outer check, trying the next
+// paths decodes marks whose best path has a few bit errors; each extra path
+// is one more tag test (package doc: false alarms).
+func listViterbi(soft []float64, nInfo, n int) [][]byte {
 	steps := nInfo + convK - 1
 	// Branch output symbols for state s (K-1 previous bits) and input b.
 	var outs [convStates][2][convRate]float64
@@ -89,60 +104,62 @@ func viterbi(soft []float64, nInfo int) []byte {
 			}
 		}
 	}
-	metric := make([]float64, convStates)
-	next := make([]float64, convStates)
-	for i := range metric {
-		metric[i] = math.Inf(-1)
-	}
-	metric[0] = 0
-	prev := make([][convStates]uint8, steps) // predecessor state's dropped bit + input packed
+	// Per state, up to n path metrics, best first; back[t][state][i] is
+	// entry i's predecessor state << 8 | its list index there.
+	metric, next := make([]float64, convStates*n), make([]float64, convStates*n)
+	count, nextCount := make([]int, convStates), make([]int, convStates)
+	back := make([]uint16, steps*convStates*n)
+	count[0] = 1 // the encoder starts in state 0
 	mask := uint32(convStates - 1)
 	for t := 0; t < steps; t++ {
-		for i := range next {
-			next[i] = math.Inf(-1)
-		}
+		clear(nextCount)
 		r := soft[t*convRate : t*convRate+convRate]
 		maxIn := 2
 		if t >= nInfo {
 			maxIn = 1 // tail: zeros only
 		}
+		bk := back[t*convStates*n : (t+1)*convStates*n]
 		for s := 0; s < convStates; s++ {
-			m := metric[s]
-			if math.IsInf(m, -1) {
-				continue
-			}
 			for b := 0; b < maxIn; b++ {
 				o := &outs[s][b]
-				bm := m + o[0]*r[0] + o[1]*r[1] + o[2]*r[2]
-				ns := (uint32(s)<<1 | uint32(b)) & mask
-				if bm > next[ns] {
-					next[ns] = bm
-					// Remember the predecessor's top bit (the one shifted out).
-					prev[t][ns] = uint8(uint32(s) >> (convK - 2) & 1)
+				bm := o[0]*r[0] + o[1]*r[1] + o[2]*r[2]
+				ns := int((uint32(s)<<1 | uint32(b)) & mask)
+				nm, nb := next[ns*n:ns*n+n], bk[ns*n:ns*n+n]
+				for i, m := range metric[s*n : s*n+count[s]] {
+					m += bm
+					// Insertion into the sorted list; entries come best first
+					// per predecessor, so a miss ends that predecessor.
+					k := nextCount[ns]
+					if k == n && m <= nm[n-1] {
+						break
+					}
+					if k < n {
+						nextCount[ns]++
+					} else {
+						k = n - 1
+					}
+					for k > 0 && m > nm[k-1] {
+						nm[k], nb[k] = nm[k-1], nb[k-1]
+						k--
+					}
+					nm[k], nb[k] = m, uint16(s)<<8|uint16(i)
 				}
 			}
 		}
 		metric, next = next, metric
+		count, nextCount = nextCount, count
 	}
 	// Trace back from state 0 (zero-terminated).
-	bits := make([]byte, steps)
-	s := uint32(0)
-	for t := steps - 1; t >= 0; t-- {
-		bits[t] = byte(s & 1)
-		top := uint32(prev[t][s])
-		s = s>>1 | top<<(convK-2)
+	paths := make([][]byte, count[0])
+	for i := range paths {
+		bits := make([]byte, steps)
+		s, k := 0, i
+		for t := steps - 1; t >= 0; t-- {
+			bits[t] = byte(s & 1)
+			e := back[(t*convStates+s)*n+k]
+			s, k = int(e>>8), int(e&0xff)
+		}
+		paths[i] = bits[:nInfo]
 	}
-	return bits[:nInfo]
-}
-
-// decodeInfo splits decoded info bits into payload and tag.
-func decodeInfo(bits []byte) (Payload, uint64) {
-	var p, t uint64
-	for i := 0; i < payloadBits; i++ {
-		p = p<<1 | uint64(bits[i])
-	}
-	for i := payloadBits; i < infoBits; i++ {
-		t = t<<1 | uint64(bits[i])
-	}
-	return Payload(p), t
+	return paths
 }

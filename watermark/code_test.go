@@ -19,9 +19,69 @@ func TestViterbiRoundTrip(t *testing.T) {
 		for j, c := range coded {
 			soft[j] = float64(2*int(c)-1) + r.NormFloat64()*0.8
 		}
-		got, tg := decodeInfo(viterbi(soft, infoBits))
+		got, tg := decodeInfo(listViterbi(soft, infoBits, 1)[0])
 		if got != p || tg != tag(secret, p) {
 			t.Fatalf("round %d: got %v want %v", i, got, p)
 		}
+	}
+}
+
+// TestListViterbi checks the list decoder's paths (distinct, best first,
+// the best at least as good as the codeword sent) and its gain: at bit SNR
+// 0.9 on a Gaussian channel, tag-testing 8 paths decodes more words than
+// the best path alone (375 vs 302 of 400 here; about 0.8 dB at 99%).
+func TestListViterbi(t *testing.T) {
+	secret := []byte("0123456789abcdef")
+	r := rand.New(rand.NewSource(5))
+	corr := func(info []byte, soft []float64) float64 {
+		var m float64
+		for i, c := range convEncode(info) {
+			m += float64(2*int(c)-1) * soft[i]
+		}
+		return m
+	}
+	const n = 400
+	ok1, ok8 := 0, 0
+	for i := 0; i < n; i++ {
+		p := Payload(r.Uint64())
+		info := infoWord(secret, p)
+		soft := make([]float64, codedBits)
+		for j, c := range convEncode(info) {
+			soft[j] = float64(2*int(c)-1) + r.NormFloat64()/0.9
+		}
+		paths := listViterbi(soft, infoBits, 8)
+		if len(paths) != 8 {
+			t.Fatalf("%d paths, want 8", len(paths))
+		}
+		seen := map[string]bool{}
+		for k, b := range paths {
+			if seen[string(b)] {
+				t.Fatalf("word %d: path %d repeats an earlier one", i, k)
+			}
+			seen[string(b)] = true
+			if k > 0 && corr(b, soft) > corr(paths[k-1], soft)+1e-9 {
+				t.Fatalf("word %d: path %d scores above path %d", i, k, k-1)
+			}
+		}
+		if corr(paths[0], soft) < corr(info, soft)-1e-9 {
+			t.Fatalf("word %d: best path scores below the codeword sent", i)
+		}
+		for k, b := range paths {
+			got, tg := decodeInfo(b)
+			if tg == tag(secret, got) {
+				if got != p {
+					t.Fatalf("word %d: a wrong payload passed the tag", i)
+				}
+				if k == 0 {
+					ok1++
+				}
+				ok8++
+				break
+			}
+		}
+	}
+	t.Logf("bit SNR 0.9: best path %d of %d, 8 paths %d", ok1, n, ok8)
+	if ok8 <= ok1 || ok8 < n*85/100 {
+		t.Errorf("8 paths decode %d of %d words, the best path alone %d", ok8, n, ok1)
 	}
 }

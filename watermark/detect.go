@@ -26,6 +26,10 @@ const (
 	refineSteps   = 2 // fine zoom refinement: +-refineSteps steps of zoomStep^(1/4)
 )
 
+// listSize is how many decoder paths each decode attempt tag-tests
+// (false-alarm bound); a variable so experiments can compare it with 1.
+var listSize = 8
+
 // Whitening; variables so the margin experiment (margin_test.go) can vary them.
 var (
 	hpRadius  = 2    // high-pass: minus the 5x5 local mean
@@ -224,7 +228,7 @@ var aspects = func() []float64 {
 // SearchAspect makes Result also search non-uniform resizes (aspects) when
 // the uniform search finds nothing. It multiplies the search's cost by
 // about 37 on unmarked input and doubles the decodes per key (the
-// false-alarm bound becomes 8 * MaxKeys * 2^-40 per detection): for
+// false-alarm bound becomes 8 * listSize * MaxKeys * 2^-40 per detection): for
 // one-off detections (package leak), not for per-window scans.
 func (d *Detector) SearchAspect() { d.aspect = true }
 
@@ -395,9 +399,15 @@ func (d *Detector) decode(k int, c candidate) Result {
 	l := d.keys[k].l
 	g := d.refine(k, c)
 	res := Result{Frames: d.frames, SyncScore: g.score}
-	bits := viterbi(g.soft, infoBits)
-	p, t := decodeInfo(bits)
-	if t != tag(l.secret, p) {
+	var bits []byte
+	var p Payload
+	for _, path := range listViterbi(g.soft, infoBits, listSize) {
+		if q, t := decodeInfo(path); t == tag(l.secret, q) {
+			bits, p = path, q
+			break
+		}
+	}
+	if bits == nil {
 		return res
 	}
 	coded := convEncode(bits)

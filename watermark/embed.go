@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 )
 
 // Frame is the 8-bit luma plane of a yuv420p frame (limited or full range):
@@ -63,10 +64,16 @@ var (
 	blockLevel int32 = 1    // GridBlock's offset in luma levels (see blockAmplitudes)
 )
 
-// Embedder marks frames with one key. Safe for concurrent use.
+// Embedder marks frames with one key. Safe for concurrent use; it caches
+// the pattern of the last payload and frame size only, so marking several
+// videos at once through one Embedder is correct but rebuilds the pattern
+// as they alternate: use one Embedder per video, as the pipeline does.
 type Embedder struct {
 	l     *layout
 	geoms sync.Map // frame size -> *geometry
+	// last is the pattern of the last (size, grid, payload) marked: every
+	// frame of a video shares it, so it is built once per video.
+	last atomic.Pointer[pattern]
 }
 
 // NewEmbedder prepares the keyed layout of k.
@@ -146,20 +153,42 @@ func (e *Embedder) MarkGrid(f Frame, p Payload, g Grid) error {
 	if g == GridBlock && blockCell(f.Width, f.Height) == 0 {
 		g = GridFine
 	}
-	chips := e.l.chips(p)
-	e.addPattern(f, &chips, blockAmplitudes(f, g), g)
+	e.addPattern(f, e.pattern(f.Width, f.Height, g, p), blockAmplitudes(f, g))
 	return nil
 }
 
-// addPattern adds the pattern of the given chips (+-1) with per-block
-// amplitudes (the mask) to f.
-func (e *Embedder) addPattern(f Frame, chips *[tileArea]int8, amp []int32, grid Grid) {
-	g := e.geometry(f.Width, f.Height, grid)
-	bw := (f.Width + maskBlock - 1) / maskBlock
+// pattern is the unit-amplitude pattern of one payload on one frame size
+// and grid, in 1/256 level: every distinct row once (a row is set by its
+// tile row and interpolation weight, so a 1080p frame has 320 distinct rows
+// on GridFine and 32 on GridBlock). At most twice a luma plane; building it
+// per video instead of interpolating every pixel of every frame halves the
+// embedding time.
+type pattern struct {
+	w, h  int
+	grid  Grid
+	p     Payload
+	rows  [][]int16
+	rowOf []int32 // frame row -> rows index
+}
+
+func (e *Embedder) pattern(w, h int, grid Grid, p Payload) *pattern {
+	if pt := e.last.Load(); pt != nil && pt.w == w && pt.h == h && pt.grid == grid && pt.p == p {
+		return pt
+	}
+	chips := e.l.chips(p)
+	pt := e.buildPattern(w, h, grid, &chips)
+	pt.p = p
+	e.last.Store(pt)
+	return pt
+}
+
+// buildPattern interpolates chips (+-1) bilinearly between cell centres.
+func (e *Embedder) buildPattern(w, h int, grid Grid, chips *[tileArea]int8) *pattern {
+	g := e.geometry(w, h, grid)
 	// Each tile row of chips interpolated across the frame width (x256).
-	lines := make([]int32, tileCells*f.Width)
+	lines := make([]int32, tileCells*w)
 	for t := 0; t < tileCells; t++ {
-		line := lines[t*f.Width : (t+1)*f.Width]
+		line := lines[t*w : (t+1)*w]
 		row := chips[t*tileCells : (t+1)*tileCells]
 		for x := range line {
 			c0 := int32(row[g.tx[x]])
@@ -167,24 +196,47 @@ func (e *Embedder) addPattern(f Frame, chips *[tileArea]int8, amp []int32, grid 
 			line[x] = c0*(256-g.wx[x]) + c1*g.wx[x]
 		}
 	}
-	for y := 0; y < f.Height; y++ {
-		t0 := int(g.ty[y])
-		l0 := lines[t0*f.Width : (t0+1)*f.Width]
+	pt := &pattern{w: w, h: h, grid: grid, rowOf: make([]int32, h)}
+	seen := make(map[int32]int32)
+	for y := 0; y < h; y++ {
+		t0, w1 := int(g.ty[y]), g.wy[y]
+		if w1 == 256 { // the next tile row alone
+			t0, w1 = (t0+1)%tileCells, 0
+		}
+		k := int32(t0)<<9 | w1
+		if i, ok := seen[k]; ok {
+			pt.rowOf[y] = i
+			continue
+		}
+		l0 := lines[t0*w : (t0+1)*w]
 		t1 := (t0 + 1) % tileCells
-		l1 := lines[t1*f.Width : (t1+1)*f.Width]
-		w1 := g.wy[y]
-		w0 := 256 - w1
+		l1 := lines[t1*w : (t1+1)*w]
+		r := make([]int16, w)
+		for x := range r {
+			r[x] = int16((l0[x]*(256-w1) + l1[x]*w1 + 128) >> 8)
+		}
+		seen[k] = int32(len(pt.rows))
+		pt.rowOf[y] = int32(len(pt.rows))
+		pt.rows = append(pt.rows, r)
+	}
+	return pt
+}
+
+// addPattern adds pt with per-block amplitudes (the mask, 1/16 level) to f.
+func (e *Embedder) addPattern(f Frame, pt *pattern, amp []int32) {
+	bw := (f.Width + maskBlock - 1) / maskBlock
+	for y := 0; y < f.Height; y++ {
+		prow := pt.rows[pt.rowOf[y]][:f.Width]
 		row := f.Y[y*f.Stride : y*f.Stride+f.Width]
 		arow := amp[(y/maskBlock)*bw : (y/maskBlock)*bw+bw]
 		for bx, a := range arow {
 			x0 := bx * maskBlock
 			x1 := min(x0+maskBlock, f.Width)
-			rb, a0, a1 := row[x0:x1], l0[x0:x1], l1[x0:x1]
-			a1 = a1[:len(rb)]
-			a0 = a0[:len(rb)]
+			rb, pb := row[x0:x1], prow[x0:x1]
+			pb = pb[:len(rb)]
 			for i := range rb {
-				// Pattern in 1/65536, amplitude in 1/16 level: d in levels is >>20, rounded.
-				d := ((a0[i]*w0+a1[i]*w1)*a + 1<<19) >> 20
+				// Pattern in 1/256, amplitude in 1/16 level: d in levels is >>12, rounded.
+				d := (int32(pb[i])*a + 1<<11) >> 12
 				rb[i] = byte(min(max(int32(rb[i])+d, 0), 255))
 			}
 		}

@@ -17,6 +17,9 @@ type experiment struct {
 	c    *rawClip
 	p    Payload
 	grid Grid
+	// list1 counts, with WM_LIST1 set, the windows one decoder path reads
+	// exactly (listSize 1), for comparison with the list decoder.
+	list1 *int
 }
 
 // markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides
@@ -77,13 +80,12 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 			if i > 0 {
 				motionScale(f, orig.luma(i-1), amp, mt, mmin)
 			}
-			chips := e.l.chips(p)
-			e.addPattern(f, &chips, amp, GridFine)
+			e.addPattern(f, e.pattern(f.Width, f.Height, GridFine, p), amp)
 		}
 	} else {
 		grid = markClip(t, e, c, p)
 	}
-	return experiment{kr: kr, path: path, orig: orig, c: c, p: p, grid: grid}
+	return experiment{kr: kr, path: path, orig: orig, c: c, p: p, grid: grid, list1: new(int)}
 }
 
 // windows runs detection on each whole win-frame window of a and counts the
@@ -103,6 +105,14 @@ func (x experiment) windows(t *testing.T, a *rawClip, win int, each func(start i
 		tot++
 		if r.Found && r.Payload == x.p {
 			ok++
+		}
+		if os.Getenv("WM_LIST1") != "" { // the same window, one decoder path
+			saved := listSize
+			listSize = 1
+			if r1 := d.Result(); r1.Found && r1.Payload == x.p {
+				*x.list1++
+			}
+			listSize = saved
 		}
 		if each != nil {
 			each(s, r)

@@ -18,7 +18,8 @@ import (
 // unmarked frames for the size cost, then re-encodes the rendition with
 // H.264 CRF 28 and 35 and H.265 CRF 28 and 35 and counts 32-frame windows with the
 // exact payload, with each attack's median bit SNR (see TestMargin);
-// WM_SWEEP_VF adds a filter attack after the CRF 28 re-encode.
+// WM_SWEEP_VF adds a filter attack after the CRF 28 re-encode; WM_LIST1=1
+// also counts each window with one decoder path (listSize 1).
 func TestSweep(t *testing.T) {
 	if os.Getenv("WM_SWEEP") == "" {
 		t.Skip("tradeoff experiment: set WM_SWEEP=1")
@@ -40,7 +41,11 @@ func TestSweep(t *testing.T) {
 	kbps := func(b int64) float64 { return float64(b) * 8 / secs / 1000 }
 	rend := decodeRaw(t, marked, "", 0)
 	count := func(a *rawClip) string {
+		*x.list1 = 0
 		ok, tot, snrs := x.windows(t, a, 32, nil)
+		if os.Getenv("WM_LIST1") != "" {
+			return fmt.Sprintf("%d/%d [1 path: %d] (SNR %.2f)", ok, tot, *x.list1, snrs[len(snrs)/2])
+		}
 		return fmt.Sprintf("%d/%d (SNR %.2f)", ok, tot, snrs[len(snrs)/2])
 	}
 	res := []string{count(rend)}

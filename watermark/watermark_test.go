@@ -284,7 +284,7 @@ func TestDetectImage(t *testing.T) {
 // windows of varied content (synthetic scenes, noise, flat and near-flat
 // frames, real video frames, frames marked under another key), each with a
 // fresh random key, and requires zero identifications. The design bound is
-// 64 * 2^-40 per detection (package doc), so any hit here is a bug.
+// 4.7e-10 per detection (package doc), so any hit here is a bug.
 func TestFalseAlarms(t *testing.T) {
 	windows := 10000
 	if testing.Short() {

@@ -97,7 +97,7 @@ func parseWatermarkEmbed(args []string, def media.EncodeOptions) (watermarkEmbed
 	var a watermarkEmbedArgs
 	fs := flag.NewFlagSet("watermark embed", flag.ContinueOnError)
 	payload := fs.String("payload", "", "the 64-bit payload, 16 hex digits (required)")
-	fs.IntVar(&a.encode.CRF, "crf", def.CRF, "x264 CRF (0-51)")
+	fs.IntVar(&a.encode.CRF, "crf", def.CRF, "x264 CRF (1-51)")
 	fs.StringVar(&a.encode.Preset, "preset", def.Preset, "x264 preset")
 	fs.StringVar(&a.grid, "grid", "auto", "watermark grid: auto (chosen from the keyframes, as the pipeline does), fine or block")
 	pos, err := parseInterspersed(fs, args)

@@ -37,6 +37,7 @@ func TestParseWatermarkEmbed(t *testing.T) {
 		{"--payload", "00112233aabbccd", "in.mp4", "o.mp4"}, // 15 digits
 		{"--payload", "00112233aabbccdd0", "i.mp4", "o.mp4"},
 		{"--payload", "00112233aabbccdd", "--crf", "52", "i.mp4", "o.mp4"},
+		{"--payload", "00112233aabbccdd", "--crf", "0", "i.mp4", "o.mp4"}, // lossless, and not silently 23
 		{"--payload", "00112233aabbccdd", "--crf", "x", "i.mp4", "o.mp4"},
 		{"--payload", "00112233aabbccdd", "--preset", "warp", "i.mp4", "o.mp4"},
 		{"--payload", "00112233aabbccdd", "only-in.mp4"},
