@@ -88,8 +88,10 @@ func TestWatermarkBench(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The grid the pipeline would choose (from the whole file's keyframes).
-		if cs.grid, err = activities.ChooseWatermarkGrid(context.Background(), c.path, vs); err != nil {
+		// The grid the pipeline would choose (the whole file's keyframes, then
+		// a trial encode at the rendition's settings).
+		trial := activities.GridTrial{Embedder: emb, Payload: payload, Encode: media.EncodeOptions{CRF: 23, Preset: "veryfast"}, TempDir: dir}
+		if cs.grid, err = activities.ChooseWatermarkGrid(context.Background(), c.path, vs, trial); err != nil {
 			t.Fatal(err)
 		}
 		master := filepath.Join(dir, fmt.Sprintf("master-%d.mp4", ci))
@@ -176,7 +178,7 @@ func TestWatermarkBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			grid, err := activities.ChooseWatermarkGrid(context.Background(), c.path, vs)
+			grid, err := activities.ChooseWatermarkGrid(context.Background(), c.path, vs, activities.GridTrial{Embedder: emb, Payload: payload, Encode: enc, TempDir: dir})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -27,8 +27,9 @@
 // tile need only be 70% seen), so an I-frame codes
 // them in DC coefficients. On flat content it costs a tenth to a half of
 // GridFine's bits and survives H.265 CRF 35 better; on busy camera content
-// it loses (README). GridChooser picks per video from a sample of
-// keyframes; the detector needs no hint, the two grids are different zooms
+// it loses (README). GridChooser rules the block grid in or out per
+// video from a sample of keyframes (the pipeline then picks between the
+// grids by a trial encode); the detector needs no hint, the two grids are different zooms
 // of one search. Every keyed choice comes from an
 // HMAC-SHA256 stream of the secret; without the key the pattern can be
 // neither read nor forged.

@@ -99,7 +99,7 @@ func parseWatermarkEmbed(args []string, def media.EncodeOptions) (watermarkEmbed
 	payload := fs.String("payload", "", "the 64-bit payload, 16 hex digits (required)")
 	fs.IntVar(&a.encode.CRF, "crf", def.CRF, "x264 CRF (1-51)")
 	fs.StringVar(&a.encode.Preset, "preset", def.Preset, "x264 preset")
-	fs.StringVar(&a.grid, "grid", "auto", "watermark grid: auto (chosen from the keyframes, as the pipeline does), fine or block")
+	fs.StringVar(&a.grid, "grid", "auto", "watermark grid: auto (chosen from the keyframes and a trial encode on each grid, as the pipeline does), fine or block")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return a, err
@@ -154,7 +154,7 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 	}
 	var grid watermark.Grid
 	if a.grid == "auto" {
-		grid, err = activities.ChooseWatermarkGrid(ctx, a.in, vs)
+		grid, err = activities.ChooseWatermarkGrid(ctx, a.in, vs, activities.GridTrial{Embedder: emb, Payload: a.payload, Encode: a.encode.WithDefaults()})
 	} else {
 		grid, err = watermark.ParseGrid(a.grid) // validated by parseWatermarkEmbed
 	}

@@ -28,12 +28,13 @@ func Mark(t testing.TB, src string, kr watermark.Keyring, payload watermark.Payl
 	if err != nil {
 		t.Fatal(err)
 	}
-	grid, err := activities.ChooseWatermarkGrid(context.Background(), src, vs)
+	enc := media.EncodeOptions{CRF: crf, Preset: "ultrafast"}
+	grid, err := activities.ChooseWatermarkGrid(context.Background(), src, vs, activities.GridTrial{Embedder: emb, Payload: payload, Encode: enc, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "marked.mp4")
-	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: media.EncodeOptions{CRF: crf, Preset: "ultrafast"}},
+	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: enc},
 		func(f media.RawFrame) error {
 			return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid)
 		}); err != nil {
