@@ -332,9 +332,14 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 // gridSampleFrames keyframes, spread over the video, decide its grid.
 const gridSampleFrames = 24
 
-// gridTrialSeconds of video from the middle, marked on each grid, decide
-// between them when the keyframes allow the block grid.
-const gridTrialSeconds = 2
+// gridTrialSeconds of video, marked on each grid, decide between them when
+// the keyframes allow the block grid. The trial starts in the middle of
+// the video, but at most gridTrialLatest seconds in: the decoder reaches
+// its start by decoding and dropping every frame before it.
+const (
+	gridTrialSeconds = 2
+	gridTrialLatest  = 10
+)
 
 // GridTrial is what a trial encode needs: the embedder and payload of the
 // pass, its encode settings, and a directory for the trial files. The zero
@@ -353,9 +358,9 @@ type GridTrial struct {
 // which grid costs fewer bits (README, "grid choice": an upscaled still
 // camera and Sintel look equally flat, and the block grid costs the one
 // +13% against the fine grid's +4-6% and saves the other two thirds), so
-// with a trial the same gridTrialSeconds from the middle of the video are
-// marked on each grid and encoded as the rendition will be, and the
-// smaller file wins. Both grids survive the bench's attacks on every clip
+// with a trial the same gridTrialSeconds of the video (from its middle, at
+// most gridTrialLatest seconds in) are marked on each grid and encoded as
+// the rendition will be, and the smaller file wins. Both grids survive the bench's attacks on every clip
 // the keyframe rule lets through. The choice depends only on the file and
 // the settings (x264 is deterministic for a given thread count).
 func ChooseWatermarkGrid(ctx context.Context, src string, vs media.VideoStream, trial GridTrial) (watermark.Grid, error) {
@@ -390,7 +395,7 @@ func ChooseWatermarkGrid(ctx context.Context, src string, vs media.VideoStream, 
 // errTrialDone stops a trial encode once its segment is written.
 var errTrialDone = errors.New("grid trial: segment written")
 
-// trialSize is the size of gridTrialSeconds from the middle of src marked
+// trialSize is the size of the trial's gridTrialSeconds of src marked
 // on grid g and encoded with the trial's settings.
 func trialSize(ctx context.Context, src string, vs media.VideoStream, trial GridTrial, g watermark.Grid) (int64, error) {
 	dir, err := os.MkdirTemp(trial.TempDir, "lessonflow-grid-trial-*")
@@ -400,7 +405,7 @@ func trialSize(ctx context.Context, src string, vs media.VideoStream, trial Grid
 	defer os.RemoveAll(dir)
 	start := 0
 	if segs := int(vs.DurationSec / gridTrialSeconds); segs > 2 {
-		start = segs / 2
+		start = min(segs/2, gridTrialLatest/gridTrialSeconds)
 	}
 	var size int64
 	_, err = media.EncodeSegments(ctx, src, media.TranscodeOptions{
