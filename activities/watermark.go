@@ -232,23 +232,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	// final mux and upload emit none either.
 	var mu sync.Mutex // prog: the ticker, OnSegment and Progress run on different goroutines
 	snapshot := func() watermarkProgress { mu.Lock(); defer mu.Unlock(); return prog }
-	stopBeats, beatsDone := make(chan struct{}), make(chan struct{})
-	defer func() { close(stopBeats); <-beatsDone }() // no heartbeat after the activity returned
-	go func() {
-		defer close(beatsDone)
-		t := time.NewTicker(heartbeatEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, snapshot())
-			case <-stopBeats:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer beatOnClock(ctx, snapshot)() // no heartbeat after the activity returned
 
 	total := prog.Segments*segFrames - (segFrames - prog.LastFrames)
 	if prog.Segments == 0 || (prog.LastFrames == segFrames && !whole) {
@@ -443,23 +427,32 @@ func (a *Activities) watermarkGrid(ctx context.Context, src string, vs media.Vid
 		}
 	}
 	if activity.IsActivity(ctx) {
-		stop, stopped := make(chan struct{}), make(chan struct{})
-		defer func() { close(stop); <-stopped }() // no stale beat after the choice
-		go func() {
-			defer close(stopped)
-			t := time.NewTicker(heartbeatEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					activity.RecordHeartbeat(ctx, watermarkProgress{})
-				case <-stop:
-					return
-				}
-			}
-		}()
+		defer beatOnClock(ctx, func() watermarkProgress { return watermarkProgress{} })() // no stale beat after the choice
 	}
 	return ChooseWatermarkGrid(ctx, src, vs, trial)
+}
+
+// beatOnClock records beat() as the activity's heartbeat every
+// heartbeatEvery until the returned stop is called; stop waits for the
+// ticker, so no heartbeat follows it.
+func beatOnClock(ctx context.Context, beat func() watermarkProgress) (stop func()) {
+	stopC, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, beat())
+			case <-stopC:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(stopC); <-done }
 }
 
 // putFile stores a local file under key.
