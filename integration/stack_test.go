@@ -34,6 +34,7 @@ import (
 	"github.com/lessonflow/lessonflow/vectorstore"
 	"github.com/lessonflow/lessonflow/webhook"
 	"github.com/lessonflow/lessonflow/worker"
+	"github.com/lessonflow/lessonflow/workflows"
 )
 
 const (
@@ -313,10 +314,29 @@ func (s *stack) waitState(id string, timeout time.Duration) map[string]any {
 			return v
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("video %s still processing after %s: stages %v", id, timeout, v["stages"])
+			s.t.Fatalf("video %s still processing after %s: stages %v; workflow: %s", id, timeout, v["stages"], s.describePipeline(id))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// describePipeline sums up a video's pipeline run as the server sees it
+// (pending activities and workflow task), for a test that timed out.
+func (s *stack) describePipeline(id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	if err != nil {
+		return "describe: " + err.Error()
+	}
+	out := fmt.Sprintf("run %s status %s history length %d", d.WorkflowExecutionInfo.GetExecution().GetRunId(), d.WorkflowExecutionInfo.GetStatus(), d.WorkflowExecutionInfo.GetHistoryLength())
+	if wt := d.GetPendingWorkflowTask(); wt != nil {
+		out += fmt.Sprintf("; pending workflow task %s, attempt %d", wt.GetState(), wt.GetAttempt())
+	}
+	for _, a := range d.GetPendingActivities() {
+		out += fmt.Sprintf("; pending activity %s %s attempt %d worker %q last failure %q", a.GetActivityType().GetName(), a.GetState(), a.GetAttempt(), a.GetLastWorkerIdentity(), a.GetLastFailure().GetMessage())
+	}
+	return out
 }
 
 // blobKeys lists stored keys under a prefix.
