@@ -344,9 +344,10 @@ type GridTrial struct {
 // +13% against the fine grid's +4-6% and saves the other two thirds), so
 // with a trial the same gridTrialSeconds of the video (from its middle, at
 // most gridTrialLatest seconds in) are marked on each grid and encoded as
-// the rendition will be, and the smaller file wins. Both grids survive the bench's attacks on every clip
-// the keyframe rule lets through. The choice depends only on the file and
-// the settings (x264 is deterministic for a given thread count).
+// the rendition will be, and the smaller file wins. Both grids survive the
+// bench's attacks on every clip the keyframe rule lets through. The choice
+// depends only on the file and the settings (x264 is deterministic for a
+// given thread count); the pass heartbeats it, so a retry reuses it.
 func ChooseWatermarkGrid(ctx context.Context, src string, vs media.VideoStream, trial GridTrial) (watermark.Grid, error) {
 	if !watermark.BlockGridFits(vs.Width, vs.Height) {
 		return watermark.GridFine, nil // nothing to choose: no decode
