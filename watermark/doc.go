@@ -40,10 +40,10 @@
 // absolute gradient) from a floor on flat areas, so white slides and dark
 // screens carry the mark too, to a cap; small frames, whose cells are fewer
 // pixels, get proportionally less. GridBlock is one level everywhere: the
-// smallest step, already robust on a whole macroblock. Embedding is O(pixels): the geometry is cached
-// per frame size and the pattern's distinct rows per video (size, grid,
-// payload), the mask is one pass on a subsample, and the pattern is added
-// with integer arithmetic.
+// smallest step, already robust on a whole macroblock. Embedding is
+// O(pixels): the pattern's distinct rows are built once per video (size,
+// grid, payload), the mask is one pass on a subsample, and the pattern is
+// added with integer arithmetic.
 //
 // # Payload, error correction and false alarms
 //

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 )
 
@@ -69,8 +68,7 @@ var (
 // videos at once through one Embedder is correct but rebuilds the pattern
 // as they alternate: use one Embedder per video, as the pipeline does.
 type Embedder struct {
-	l     *layout
-	geoms sync.Map // frame size -> *geometry
+	l *layout
 	// last is the pattern of the last (size, grid, payload) marked: every
 	// frame of a video shares it, so it is built once per video.
 	last atomic.Pointer[pattern]
@@ -84,8 +82,8 @@ func NewEmbedder(k Key) (*Embedder, error) {
 	return &Embedder{l: newLayout(k)}, nil
 }
 
-// geometry is everything about the pattern that depends only on frame size,
-// computed once per size. The pattern is the chip grid interpolated
+// geometry is everything about the pattern that depends only on frame size
+// and grid, computed when a video's pattern is built. The pattern is the chip grid interpolated
 // bilinearly between cell centres (smooth, mostly low frequency, so it
 // survives compression and scaling and barely changes local structure):
 // for each column and row, the tile coordinate of the cell centre before it
@@ -95,15 +93,7 @@ type geometry struct {
 	wx, wy []int32
 }
 
-type size struct {
-	w, h int
-	grid Grid
-}
-
-func (e *Embedder) geometry(w, h int, grid Grid) *geometry {
-	if g, ok := e.geoms.Load(size{w, h, grid}); ok {
-		return g.(*geometry)
-	}
+func newGeometry(w, h int, grid Grid) *geometry {
 	cell := cellSize(w, h, grid)
 	weight := interpWeight
 	if grid == GridBlock && blockCell(w, h) > 0 { // constant cells, edges on the block grid
@@ -128,8 +118,7 @@ func (e *Embedder) geometry(w, h int, grid Grid) *geometry {
 	g := &geometry{}
 	g.tx, g.wx = axis(w)
 	g.ty, g.wy = axis(h)
-	v, _ := e.geoms.LoadOrStore(size{w, h, grid}, g)
-	return v.(*geometry)
+	return g
 }
 
 // interpWeight is the weight of the next cell centre at fraction f of the
@@ -161,8 +150,8 @@ func (e *Embedder) MarkGrid(f Frame, p Payload, g Grid) error {
 // and grid, in 1/256 level: every distinct row once (a row is set by its
 // tile row and interpolation weight, so a 1080p frame has 320 distinct rows
 // on GridFine and 32 on GridBlock). At most twice a luma plane; building it
-// per video instead of interpolating every pixel of every frame halves the
-// embedding time.
+// per video instead of interpolating every pixel of every frame cut the
+// embedding time by a third (BenchmarkEmbed1080p 5.0 -> 3.35 ms).
 type pattern struct {
 	w, h  int
 	grid  Grid
@@ -184,7 +173,7 @@ func (e *Embedder) pattern(w, h int, grid Grid, p Payload) *pattern {
 
 // buildPattern interpolates chips (+-1) bilinearly between cell centres.
 func (e *Embedder) buildPattern(w, h int, grid Grid, chips *[tileArea]int8) *pattern {
-	g := e.geometry(w, h, grid)
+	g := newGeometry(w, h, grid)
 	// Each tile row of chips interpolated across the frame width (x256).
 	lines := make([]int32, tileCells*w)
 	for t := 0; t < tileCells; t++ {
