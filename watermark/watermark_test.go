@@ -505,3 +505,76 @@ func TestGridChooser(t *testing.T) {
 		t.Error("short luma buffer: want an error")
 	}
 }
+
+// TestAddPatternWords checks addPattern (eight pixels per word) against
+// the per-pixel sum it replaced, d = (p*a + 2048) >> 12 on the signed
+// pattern, bit for bit: every pattern value (-256..256), every amplitude
+// the word path takes and beyond, pixels at both ends of the range
+// (saturation), a width that leaves a partial word and a partial block,
+// and a stride wider than the frame.
+func TestAddPatternWords(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	const w, h, stride = 203, 70, 211
+	pt := &pattern{w: w, h: h, rowOf: make([]int32, h)}
+	signed := make([][]int32, h)
+	for y := 0; y < h; y++ {
+		mag, code := make([]byte, w), make([]byte, w)
+		signed[y] = make([]int32, w)
+		for x := range mag {
+			p := int32(r.Intn(513) - 256)
+			if r.Intn(8) == 0 {
+				p = 256 * int32(1-2*r.Intn(2))
+			}
+			signed[y][x] = p
+			if p < 0 {
+				p, code[x] = -p, patNeg
+			}
+			if p == 256 {
+				p, code[x] = 255, code[x]|patFull
+			}
+			mag[x] = byte(p)
+		}
+		pt.mag, pt.code = append(pt.mag, mag), append(pt.code, code)
+		pt.rowOf[y] = int32(y)
+	}
+	bw, bh := (w+maskBlock-1)/maskBlock, (h+maskBlock-1)/maskBlock
+	for _, maxA := range []int{maxWordAmp, 48, 1000} {
+		amp := make([]int32, bw*bh)
+		for i := range amp {
+			amp[i] = int32(r.Intn(maxA + 1))
+		}
+		amp[0], amp[1] = 0, int32(min(maxA, maxWordAmp))
+		y := make([]byte, stride*h)
+		for i := range y {
+			switch r.Intn(4) {
+			case 0:
+				y[i] = byte(r.Intn(16))
+			case 1:
+				y[i] = byte(255 - r.Intn(16))
+			default:
+				y[i] = byte(r.Intn(256))
+			}
+		}
+		want := append([]byte(nil), y...)
+		for yy := 0; yy < h; yy++ {
+			for x := 0; x < w; x++ {
+				a := amp[(yy/maskBlock)*bw+x/maskBlock]
+				d := (signed[yy][x]*a + 1<<11) >> 12
+				want[yy*stride+x] = byte(min(max(int32(want[yy*stride+x])+d, 0), 255))
+			}
+		}
+		(&Embedder{}).addPattern(Frame{Y: y, Width: w, Height: h, Stride: stride}, pt, amp)
+		if i := firstDiff(y, want); i >= 0 {
+			t.Fatalf("amplitudes up to %d: byte %d (x %d, y %d) is %d, want %d", maxA, i, i%stride, i/stride, y[i], want[i])
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
