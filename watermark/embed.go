@@ -272,7 +272,7 @@ const maxWordAmp = (1<<16 - 1 - 1<<11) / 256
 // as the arithmetic shift does: -((|p|*a + 2047) >> 12).
 func wordDeltas(mag, code, a uint64) (d, neg uint64) {
 	const lanes, ones, round, low4 = 0x00ff00ff00ff00ff, 0x0001000100010001, 0x0800080008000800, 0x000f000f000f000f
-	const bytes = ones | ones<<8 // bit 0 of every byte
+	const bytes = ones | ones<<8                        // bit 0 of every byte
 	full, negBit := code&(bytes*patFull), code>>7&bytes // patFull is bit 0, patNeg bit 7
 	even := ((mag&lanes+full&ones)*a + round - negBit&ones) >> 12 & low4
 	odd := ((mag>>8&lanes+full>>8&ones)*a + round - negBit>>8&ones) >> 12 & low4
