@@ -51,13 +51,7 @@ func TestFrameWeights(t *testing.T) {
 		softs := make([][]float64, 32)
 		mus, vars := make([]float64, 32), make([]float64, 32)
 		for i := s; i < s+32; i++ {
-			fd := NewDetector(x.kr)
-			fd.Add(a.luma(i))
-			fold := fd.fineFold(rf.zoom, rf.zoom)
-			if rf.flip {
-				mirrorF(fold, fineBins)
-			}
-			soft := softAt(fd.keys[0].l, fold, rf.bx, rf.by)
+			soft := frameSoft(x.kr, a.luma(i), rf)
 			softs[i-s] = soft
 			var m, m2 float64
 			for j, v := range soft {
@@ -91,4 +85,16 @@ func TestFrameWeights(t *testing.T) {
 		t.Logf("FRAMEW type %s: %d frames, per-frame SNR median %.3f (p10 %.3f, p90 %.3f)", ty, len(v), v[len(v)/2], v[len(v)/10], v[len(v)*9/10])
 	}
 	t.Logf("FRAMEW window SNR refine/sum -> oracle-weighted: %s", strings.Join(gains, " "))
+}
+
+// frameSoft reads one frame's soft coded bits (first key) at the geometry
+// of rf, found on a whole window.
+func frameSoft(kr Keyring, f Frame, rf refined) []float64 {
+	d := NewDetector(kr)
+	d.Add(f)
+	fold := d.fineFold(rf.zoom, rf.zoom)
+	if rf.flip {
+		mirrorF(fold, fineBins)
+	}
+	return softAt(d.keys[0].l, fold, rf.bx, rf.by)
 }

@@ -41,17 +41,12 @@ func TestISS(t *testing.T) {
 		d.Add(plain.luma(i))
 	}
 	rf := d.refine(0, d.search(uniform)[0][0])
-	soft := func(f Frame) []float64 {
-		fd := NewDetector(x.kr)
-		fd.Add(f)
-		return softAt(fd.keys[0].l, fd.fineFold(rf.zoom, rf.zoom), rf.bx, rf.by)
-	}
 	iss := x.orig.clone()
 	var boosted, sumA float64
 	for b0 := 0; b0 < n; b0 += block {
 		h, g := make([]float64, codedBits), make([]float64, codedBits)
 		for i := b0; i < min(b0+block, n); i++ {
-			hs, ms := soft(x.orig.luma(i)), soft(plain.luma(i))
+			hs, ms := frameSoft(x.kr, x.orig.luma(i), rf), frameSoft(x.kr, plain.luma(i), rf)
 			for b := range h {
 				h[b] += hs[b]
 				g[b] += ms[b] - hs[b]
