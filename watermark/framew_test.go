@@ -90,11 +90,17 @@ func TestFrameWeights(t *testing.T) {
 // frameSoft reads one frame's soft coded bits (first key) at the geometry
 // of rf, found on a whole window.
 func frameSoft(kr Keyring, f Frame, rf refined) []float64 {
+	d, fold := frameFold(kr, f, rf)
+	return softAt(d.keys[0].l, fold, rf.bx, rf.by)
+}
+
+// frameFold is one frame's half-cell fold at the geometry of rf.
+func frameFold(kr Keyring, f Frame, rf refined) (*Detector, []float64) {
 	d := NewDetector(kr)
 	d.Add(f)
 	fold := d.fineFold(rf.zoom, rf.zoom)
 	if rf.flip {
 		mirrorF(fold, fineBins)
 	}
-	return softAt(d.keys[0].l, fold, rf.bx, rf.by)
+	return d, fold
 }

@@ -9,7 +9,8 @@ import (
 
 // TestISS is an embedding experiment (WM_ISS=1; WM_CLIP, WM_FRAMES,
 // WM_ISS_LAMBDA, WM_ISS_MAX, WM_ISS_BLOCK, WM_ISS_ONE to read the host from
-// each block's first frame only): host-interference cancellation
+// each block's first frame only, WM_ISS_SYNC to cancel on the sync cells
+// too, per cell): host-interference cancellation
 // (improved spread spectrum). Per block of frames it reads the unmarked
 // host's soft coded bits at the mark's reference geometry, and boosts the
 // cells of each coded bit the host works against by enough to cancel lambda
@@ -24,6 +25,7 @@ func TestISS(t *testing.T) {
 	lambda, _ := strconv.ParseFloat(envOr("WM_ISS_LAMBDA", "1"), 64)
 	amax, _ := strconv.ParseFloat(envOr("WM_ISS_MAX", "3"), 64)
 	block, _ := strconv.Atoi(envOr("WM_ISS_BLOCK", "32"))
+	syncToo := os.Getenv("WM_ISS_SYNC") != ""
 	x := markExperiment(t, clip, n)
 	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
 	coded := convEncode(infoWord(x.kr.Current.Secret, x.p))
@@ -35,7 +37,7 @@ func TestISS(t *testing.T) {
 	}
 	plain := x.orig.clone()
 	for i := range plain.frames {
-		markScaled(plain.luma(i), &chips, l, ones)
+		markScaled(plain.luma(i), &chips, cellScale(l, ones))
 	}
 	d := NewDetector(x.kr)
 	for i := 0; i < min(32, n); i++ {
@@ -50,11 +52,19 @@ func TestISS(t *testing.T) {
 		if os.Getenv("WM_ISS_ONE") != "" { // the block's first frame only: what the pass could afford
 			last = b0 + 1
 		}
+		var hc, gc [tileArea]float64 // per cell, for the sync cells
 		for i := b0; i < last; i++ {
-			hs, ms := frameSoft(x.kr, x.orig.luma(i), rf), frameSoft(x.kr, plain.luma(i), rf)
+			_, hf := frameFold(x.kr, x.orig.luma(i), rf)
+			_, mf := frameFold(x.kr, plain.luma(i), rf)
+			hs, ms := softAt(l, hf, rf.bx, rf.by), softAt(l, mf, rf.bx, rf.by)
 			for b := range h {
 				h[b] += hs[b]
 				g[b] += ms[b] - hs[b]
+			}
+			hcs, mcs := cellSums(hf, rf.bx, rf.by), cellSums(mf, rf.bx, rf.by)
+			for c := range hc {
+				hc[c] += hcs[c]
+				gc[c] += mcs[c] - hcs[c]
 			}
 		}
 		var gMean float64
@@ -71,8 +81,23 @@ func TestISS(t *testing.T) {
 			}
 			sumA += a[b]
 		}
+		scale := cellScale(l, a)
+		if syncToo {
+			var gMean float64
+			for c := range gc {
+				if l.bit[c] < 0 {
+					gMean += math.Abs(gc[c]) / syncCells
+				}
+			}
+			for c := range scale {
+				if l.bit[c] < 0 {
+					s := float64(l.sync[c])
+					scale[c] = math.Min(amax, 1+lambda*math.Max(0, -hc[c]*s)/math.Max(gc[c]*s, 0.25*gMean))
+				}
+			}
+		}
 		for i := b0; i < min(b0+block, n); i++ {
-			markScaled(iss.luma(i), &chips, l, a)
+			markScaled(iss.luma(i), &chips, scale)
 		}
 	}
 	blocks := float64((n + block - 1) / block * codedBits)
@@ -97,17 +122,42 @@ func TestISS(t *testing.T) {
 	}
 }
 
+// cellScale is the per-cell scale for per-coded-bit scales a (sync cells 1).
+func cellScale(l *layout, a []float64) [tileArea]float64 {
+	var c [tileArea]float64
+	for i := range c {
+		c[i] = 1
+		if l.bit[i] >= 0 {
+			c[i] = a[l.bit[i]]
+		}
+	}
+	return c
+}
+
+// cellSums is a half-cell fold summed per cell of the tile at origin (bx, by).
+func cellSums(fold []float64, bx, by int) [tileArea]float64 {
+	var v [tileArea]float64
+	for cy := 0; cy < tileCells; cy++ {
+		for cx := 0; cx < tileCells; cx++ {
+			for dy := 0; dy < 2; dy++ {
+				yb := (2*cy + by + dy) % fineBins
+				for dx := 0; dx < 2; dx++ {
+					v[cy*tileCells+cx] += fold[yb*fineBins+(2*cx+bx+dx)%fineBins]
+				}
+			}
+		}
+	}
+	return v
+}
+
 // markScaled marks f on the fine grid like MarkGrid, per pixel in floating
-// point, with the cells of coded bit b scaled by a[b].
-func markScaled(f Frame, chips *[tileArea]int8, l *layout, a []float64) {
+// point, with each cell's chip scaled by scale.
+func markScaled(f Frame, chips *[tileArea]int8, scale [tileArea]float64) {
 	g := newGeometry(f.Width, f.Height, GridFine)
 	amp := blockAmplitudes(f, GridFine)
 	var c [tileArea]float64
 	for i := range c {
-		c[i] = float64(chips[i])
-		if l.bit[i] >= 0 {
-			c[i] *= a[l.bit[i]]
-		}
+		c[i] = float64(chips[i]) * scale[i]
 	}
 	bw := (f.Width + maskBlock - 1) / maskBlock
 	for y := 0; y < f.Height; y++ {
