@@ -27,6 +27,7 @@ func TestISS(t *testing.T) {
 	block, _ := strconv.Atoi(envOr("WM_ISS_BLOCK", "32"))
 	syncToo := os.Getenv("WM_ISS_SYNC") != ""
 	x := markExperiment(t, clip, n)
+	n = len(x.orig.frames) // the clip may be shorter
 	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
 	coded := convEncode(infoWord(x.kr.Current.Secret, x.p))
 	l := newLayout(x.kr.Current)
