@@ -235,6 +235,9 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	defer beatOnClock(ctx, snapshot)() // no heartbeat after the activity returned
 
 	total := prog.Segments*segFrames - (segFrames - prog.LastFrames)
+	// Blocks of the mark restart with every segment: a resumed pass marks
+	// its segments as the first attempt did.
+	marker := emb.Video(payload, grid, segFrames)
 	if prog.Segments == 0 || (prog.LastFrames == segFrames && !whole) {
 		// The last finished segment was full: there may be more video.
 		tr, err := media.EncodeSegments(ctx, src, media.TranscodeOptions{
@@ -257,7 +260,10 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 				mu.Unlock()
 			},
 		}, func(f media.RawFrame) error {
-			if err := emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid); err != nil {
+			if err := marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
 				return &markError{err}
 			}
 			return nil
@@ -393,6 +399,8 @@ func trialSize(ctx context.Context, src string, vs media.VideoStream, trial Grid
 		start = min(segs/2, gridTrialLatest/gridTrialSeconds)
 	}
 	var size int64
+	// The trial starts at a segment boundary: the mark's blocks restart there.
+	marker := trial.Embedder.Video(trial.Payload, g, media.SegmentFrames(vs, gridTrialSeconds))
 	_, err = media.EncodeSegments(ctx, src, media.TranscodeOptions{
 		Encode: trial.Encode, SegmentSeconds: gridTrialSeconds, Stream: &vs, WorkDir: dir, StartSegment: start,
 		OnSegment: func(s media.Segment) error {
@@ -404,7 +412,7 @@ func trialSize(ctx context.Context, src string, vs media.VideoStream, trial Grid
 			return errTrialDone
 		},
 	}, func(f media.RawFrame) error {
-		return trial.Embedder.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, trial.Payload, g)
+		return marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
 	})
 	if err != nil && !errors.Is(err, errTrialDone) {
 		return 0, fmt.Errorf("grid trial on %s: %w", g, err)

@@ -102,15 +102,17 @@ func TestWatermarkBench(t *testing.T) {
 		pl := wmStartEncoder(t, c, plain, x264(23))
 		var markTime time.Duration
 		var q wmQuality
+		marker, index := emb.Video(payload, cs.grid, 0), 0
 		n := wmDecode(t, c.path, c.secs, "", func(f []byte, w, h int) {
 			orig := append([]byte(nil), f...)
 			if _, err := pl.Write(orig); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			if err := emb.MarkGrid(watermark.Frame{Y: f[:w*h], Width: w, Height: h, Stride: w}, payload, cs.grid); err != nil {
+			if err := marker.Mark(context.Background(), watermark.Frame{Y: f[:w*h], Width: w, Height: h, Stride: w}, index); err != nil {
 				t.Fatal(err)
 			}
+			index++
 			markTime += time.Since(start)
 			q.add(orig[:w*h], f[:w*h], w, h)
 			if _, err := mk.Write(f); err != nil {
@@ -182,9 +184,10 @@ func TestWatermarkBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			marker := emb.Video(payload, grid, 0)
 			if _, err := media.Transcode(context.Background(), c.path, out, media.TranscodeOptions{Encode: enc, Stream: &vs},
 				func(f media.RawFrame) error {
-					return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid)
+					return marker.Mark(context.Background(), watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
 				}); err != nil {
 				t.Fatalf("transcode %s: %v", c.name, err)
 			}

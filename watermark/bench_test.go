@@ -1,6 +1,9 @@
 package watermark
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 func BenchmarkEmbed1080p(b *testing.B) {
 	kr := testKeyring(b, testKeySpec)
@@ -57,5 +60,21 @@ func BenchmarkDetectResultAspect(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		d.Result()
+	}
+}
+
+// BenchmarkMarkVideo1080p is Mark through a VideoMarker, the pass's path:
+// the per-frame cost with one cancelled pattern built per 32 frames.
+func BenchmarkMarkVideo1080p(b *testing.B) {
+	kr := testKeyring(b, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	f := naturalFrame(1920, 1080, 1)
+	m := e.Video(42, GridFine, 0)
+	b.SetBytes(int64(len(f.Y)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := m.Mark(context.Background(), f, i); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

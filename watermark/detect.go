@@ -473,25 +473,34 @@ func (d *Detector) refine(k int, c candidate) refined {
 // softAt reads the soft coded bits from a half-cell fold whose tile origin
 // is at bins (bx, by).
 func softAt(l *layout, fold []float64, bx, by int) []float64 {
-	n := fineBins
 	soft := make([]float64, codedBits)
-	for cy := 0; cy < tileCells; cy++ {
-		for cx := 0; cx < tileCells; cx++ {
-			ci := cy*tileCells + cx
-			if l.bit[ci] < 0 {
-				continue
-			}
-			var v float64
-			for dy := 0; dy < 2; dy++ {
-				yb := (2*cy + by + dy) % n
-				for dx := 0; dx < 2; dx++ {
-					v += fold[yb*n+(2*cx+bx+dx)%n]
-				}
-			}
+	cells := cellSums(fold, bx, by)
+	for ci, v := range cells {
+		if l.bit[ci] >= 0 {
 			soft[l.bit[ci]] += float64(l.sign[ci]) * v
 		}
 	}
 	return soft
+}
+
+// cellSums sums a half-cell fold per cell of the tile whose origin is at
+// bins (bx, by).
+func cellSums(fold []float64, bx, by int) [tileArea]float64 {
+	n := fineBins
+	var v [tileArea]float64
+	for cy := 0; cy < tileCells; cy++ {
+		for cx := 0; cx < tileCells; cx++ {
+			var s float64
+			for dy := 0; dy < 2; dy++ {
+				yb := (2*cy + by + dy) % n
+				for dx := 0; dx < 2; dx++ {
+					s += fold[yb*n+(2*cx+bx+dx)%n]
+				}
+			}
+			v[cy*tileCells+cx] = s
+		}
+	}
+	return v
 }
 
 // fineFold folds the accumulated grid at zoom z into half-cell bins with

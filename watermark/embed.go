@@ -69,7 +69,8 @@ var (
 // videos at once through one Embedder is correct but rebuilds the pattern
 // as they alternate: use one Embedder per video, as the pipeline does.
 type Embedder struct {
-	l *layout
+	l   *layout
+	key Key // for the reference reads of host-interference cancellation
 	// last is the pattern of the last (size, grid, payload) marked: every
 	// frame of a video shares it, so it is built once per video.
 	last atomic.Pointer[pattern]
@@ -80,7 +81,7 @@ func NewEmbedder(k Key) (*Embedder, error) {
 	if err := k.Validate(); err != nil {
 		return nil, err
 	}
-	return &Embedder{l: newLayout(k)}, nil
+	return &Embedder{l: newLayout(k), key: k}, nil
 }
 
 // geometry is everything about the pattern that depends only on frame size
@@ -128,14 +129,16 @@ func newGeometry(w, h int, grid Grid) *geometry {
 // sweep can swap it.
 var interpWeight = func(f float64) float64 { return f }
 
-// Mark adds the mark for payload p to f in place, on GridFine.
+// Mark adds the plain mark for payload p to f in place, on GridFine.
 func (e *Embedder) Mark(f Frame, p Payload) error {
 	return e.MarkGrid(f, p, GridFine)
 }
 
-// MarkGrid adds the mark for payload p to f in place, on grid g. Every frame
-// of a video should use the same grid (GridChooser picks one): the detector
-// sums frames under one geometry.
+// MarkGrid adds the plain mark for payload p to f in place, on grid g: the
+// pattern without host-interference cancellation, for single images. Videos
+// go through Video, which cancels per block of frames. Every frame of a
+// video should use the same grid (GridChooser picks one): the detector sums
+// frames under one geometry.
 func (e *Embedder) MarkGrid(f Frame, p Payload, g Grid) error {
 	if err := f.validate(MinMarkWidth, MinMarkHeight); err != nil {
 		return fmt.Errorf("watermark mark: %w", err)
@@ -162,6 +165,10 @@ type pattern struct {
 	// value is negative, patFull where its magnitude is 256 (stored 255).
 	mag, code [][]byte
 	rowOf     []int32 // frame row -> row index
+	// shift: values are in 2^shift/256 level, so that chips scaled up to
+	// 2^shift fit a byte (cancelPattern); addPattern scales the amplitude
+	// back. 0 for plain chips, which keeps their marks exact.
+	shift uint8
 }
 
 func (e *Embedder) pattern(w, h int, grid Grid, p Payload) *pattern {
@@ -169,14 +176,20 @@ func (e *Embedder) pattern(w, h int, grid Grid, p Payload) *pattern {
 		return pt
 	}
 	chips := e.l.chips(p)
-	pt := e.buildPattern(w, h, grid, &chips)
+	var c [tileArea]int32
+	for i, v := range chips {
+		c[i] = int32(v)
+	}
+	pt := buildPattern(w, h, grid, &c, 0, 0)
 	pt.p = p
 	e.last.Store(pt)
 	return pt
 }
 
-// buildPattern interpolates chips (+-1) bilinearly between cell centres.
-func (e *Embedder) buildPattern(w, h int, grid Grid, chips *[tileArea]int8) *pattern {
+// buildPattern interpolates chips (in units of 2^-chipFrac) bilinearly
+// between cell centres into a pattern in 2^shift/256 level, rounding half
+// up. Chip magnitudes must stay under 2^shift (or be exactly 1 with shift 0).
+func buildPattern(w, h int, grid Grid, chips *[tileArea]int32, chipFrac, shift uint8) *pattern {
 	g := newGeometry(w, h, grid)
 	// Each tile row of chips interpolated across the frame width (x256).
 	lines := make([]int32, tileCells*w)
@@ -184,12 +197,13 @@ func (e *Embedder) buildPattern(w, h int, grid Grid, chips *[tileArea]int8) *pat
 		line := lines[t*w : (t+1)*w]
 		row := chips[t*tileCells : (t+1)*tileCells]
 		for x := range line {
-			c0 := int32(row[g.tx[x]])
-			c1 := int32(row[(int(g.tx[x])+1)%tileCells])
+			c0 := row[g.tx[x]]
+			c1 := row[(int(g.tx[x])+1)%tileCells]
 			line[x] = c0*(256-g.wx[x]) + c1*g.wx[x]
 		}
 	}
-	pt := &pattern{w: w, h: h, grid: grid, rowOf: make([]int32, h)}
+	pt := &pattern{w: w, h: h, grid: grid, rowOf: make([]int32, h), shift: shift}
+	down := chipFrac + 8 + shift // the interpolated values are in 2^-(chipFrac+16) chip
 	seen := make(map[int32]int32)
 	for y := 0; y < h; y++ {
 		t0, w1 := int(g.ty[y]), g.wy[y]
@@ -206,7 +220,7 @@ func (e *Embedder) buildPattern(w, h int, grid Grid, chips *[tileArea]int8) *pat
 		l1 := lines[t1*w : (t1+1)*w]
 		mag, code := make([]byte, w), make([]byte, w)
 		for x := range mag {
-			v := (l0[x]*(256-w1) + l1[x]*w1 + 128) >> 8
+			v := (l0[x]*(256-w1) + l1[x]*w1 + 1<<(down-1)) >> down
 			if v < 0 {
 				v, code[x] = -v, patNeg
 			}
@@ -240,6 +254,7 @@ func (e *Embedder) addPattern(f Frame, pt *pattern, amp []int32) {
 		row := f.Y[y*f.Stride : y*f.Stride+f.Width]
 		arow := amp[(y/maskBlock)*bw : (y/maskBlock)*bw+bw]
 		for bx, a := range arow {
+			a <<= pt.shift
 			x0 := bx * maskBlock
 			x1 := min(x0+maskBlock, f.Width)
 			x := x0

@@ -22,7 +22,9 @@ type experiment struct {
 	list1 *int
 }
 
-// markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides
+// markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides,
+// the cancellation's WM_CANCEL_MAX / WM_CANCEL_MIN / WM_CANCEL_LAMBDA /
+// WM_CANCEL_NORM=0 / WM_CANCEL_SYNC=0
 // (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
@@ -31,11 +33,14 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	for _, v := range []struct {
 		name string
 		p    *float64
-	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct}} {
+	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct},
+		{"WM_CANCEL_MAX", &cancelMax}, {"WM_CANCEL_MIN", &cancelMin}, {"WM_CANCEL_LAMBDA", &cancelLambda}} {
 		if f, err := strconv.ParseFloat(os.Getenv(v.name), 64); err == nil {
 			*v.p = f
 		}
 	}
+	cancelNorm = os.Getenv("WM_CANCEL_NORM") != "0"
+	cancelSync = os.Getenv("WM_CANCEL_SYNC") != "0"
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
 		blockCellCap = l
 	}

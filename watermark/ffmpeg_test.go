@@ -2,6 +2,7 @@ package watermark
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,8 +84,9 @@ func markClip(t testing.TB, e *Embedder, c *rawClip, p Payload) Grid {
 			t.Fatal(err)
 		}
 	}
+	m := e.Video(p, g, 0)
 	for i := range c.frames {
-		if err := e.MarkGrid(c.luma(i), p, g); err != nil {
+		if err := m.Mark(context.Background(), c.luma(i), i); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -135,22 +135,6 @@ func cellScale(l *layout, a []float64) [tileArea]float64 {
 	return c
 }
 
-// cellSums is a half-cell fold summed per cell of the tile at origin (bx, by).
-func cellSums(fold []float64, bx, by int) [tileArea]float64 {
-	var v [tileArea]float64
-	for cy := 0; cy < tileCells; cy++ {
-		for cx := 0; cx < tileCells; cx++ {
-			for dy := 0; dy < 2; dy++ {
-				yb := (2*cy + by + dy) % fineBins
-				for dx := 0; dx < 2; dx++ {
-					v[cy*tileCells+cx] += fold[yb*fineBins+(2*cx+bx+dx)%fineBins]
-				}
-			}
-		}
-	}
-	return v
-}
-
 // markScaled marks f on the fine grid like MarkGrid, per pixel in floating
 // point, with each cell's chip scaled by scale.
 func markScaled(f Frame, chips *[tileArea]int8, scale [tileArea]float64) {

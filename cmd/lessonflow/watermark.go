@@ -162,6 +162,7 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 		return err
 	}
 	total := int(vs.DurationSec * vs.FPS)
+	marker := emb.Video(a.payload, grid, 0)
 	start := time.Now()
 	tty := isTerminal(os.Stderr)
 	last := time.Time{}
@@ -174,7 +175,7 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 			}
 		},
 	}, func(f media.RawFrame) error {
-		return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, a.payload, grid)
+		return marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
 	})
 	if tty {
 		fmt.Fprint(os.Stderr, "\r\033[K")

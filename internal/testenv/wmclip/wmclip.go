@@ -34,9 +34,10 @@ func Mark(t testing.TB, src string, kr watermark.Keyring, payload watermark.Payl
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "marked.mp4")
+	marker := emb.Video(payload, grid, 0)
 	if _, err := media.Transcode(context.Background(), src, dst, media.TranscodeOptions{Encode: enc},
 		func(f media.RawFrame) error {
-			return emb.MarkGrid(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, payload, grid)
+			return marker.Mark(context.Background(), watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
 		}); err != nil {
 		t.Fatal(err)
 	}

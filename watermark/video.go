@@ -1,0 +1,134 @@
+package watermark
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// VideoMarker marks the frames of one video: one payload, one grid, and on
+// GridFine a pattern per block of cancelBlock frames that cancels the host
+// picture's interference (see cancelPattern), built from the block's first
+// frame before that frame is marked. Blocks restart at every multiple of
+// restart frames (the pass's segment length; 0 for never), so a pass resumed
+// at a segment boundary builds the same patterns as the first attempt.
+//
+// Mark is safe for concurrent use, in the way a decode pipeline calls it:
+// every block's first frame must be handed to Mark, no later than the
+// block's other frames (which wait for its pattern, until ctx ends should
+// it never come), and a frame may lag the newest block begun by at most
+// markerBlocks-1 blocks (later, it is an error).
+type VideoMarker struct {
+	e       *Embedder
+	p       Payload
+	grid    Grid
+	restart int
+
+	mu       sync.Mutex
+	blocks   map[int]*markBlock // by first frame
+	released int                // blocks from earlier first frames were dropped
+}
+
+// markBlock is one block's pattern, ready once its first frame was read.
+type markBlock struct {
+	ready   chan struct{}
+	claimed bool // its first frame is being read (under VideoMarker.mu)
+	pt      *pattern
+	err     error
+}
+
+// markerBlocks is how many blocks a VideoMarker keeps: a pipeline has a few
+// frames per worker in flight, far under one block.
+const markerBlocks = 4
+
+// Video prepares the marking of one video with payload p on grid g; restart
+// is the pass's segment length in frames, or 0.
+func (e *Embedder) Video(p Payload, g Grid, restart int) *VideoMarker {
+	return &VideoMarker{e: e, p: p, grid: g, restart: max(restart, 0), blocks: map[int]*markBlock{}}
+}
+
+// blockFirst is the first frame of frame i's block.
+func (m *VideoMarker) blockFirst(i int) int {
+	seg := 0
+	if m.restart > 0 {
+		seg = i / m.restart * m.restart
+	}
+	return seg + (i-seg)/cancelBlock*cancelBlock
+}
+
+// Mark adds the mark to f, frame index of the video (from 0), in place.
+func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
+	if err := f.validate(MinMarkWidth, MinMarkHeight); err != nil {
+		return fmt.Errorf("watermark mark frame %d: %w", index, err)
+	}
+	if index < 0 {
+		return fmt.Errorf("watermark mark: frame index %d", index)
+	}
+	g := m.grid
+	if g == GridBlock && blockCell(f.Width, f.Height) == 0 {
+		g = GridFine
+	}
+	amp := blockAmplitudes(f, g)
+	if g == GridBlock || cancelMax <= 1 {
+		m.e.addPattern(f, m.e.pattern(f.Width, f.Height, g, m.p), amp)
+		return nil
+	}
+	first := m.blockFirst(index)
+	b, build, err := m.block(first, index == first)
+	if err != nil {
+		return fmt.Errorf("watermark mark frame %d: %w", index, err)
+	}
+	if build {
+		b.pt, b.err = m.e.cancelPattern(f, m.p, amp)
+		close(b.ready)
+	} else {
+		select {
+		case <-b.ready:
+		case <-ctx.Done():
+			return fmt.Errorf("watermark mark frame %d: waiting for frame %d: %w", index, first, ctx.Err())
+		}
+	}
+	if b.err != nil {
+		return fmt.Errorf("watermark mark frame %d: %w", index, b.err)
+	}
+	if b.pt.w != f.Width || b.pt.h != f.Height {
+		return fmt.Errorf("watermark mark frame %d: %dx%d in a block of %dx%d frames", index, f.Width, f.Height, b.pt.w, b.pt.h)
+	}
+	m.e.addPattern(f, b.pt, amp)
+	return nil
+}
+
+// block is the block starting at frame first, begun if new; build reports
+// whether the caller, holding the block's first frame (isFirst), must build
+// its pattern: only once, should that frame come twice.
+func (m *VideoMarker) block(first int, isFirst bool) (b *markBlock, build bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blocks[first]
+	if !ok {
+		if first < m.released {
+			return nil, false, fmt.Errorf("its block (from frame %d) was released: frames arrive too far out of order", first)
+		}
+		b = &markBlock{ready: make(chan struct{})}
+		m.blocks[first] = b
+		m.evict()
+	}
+	if isFirst && !b.claimed {
+		b.claimed, build = true, true
+	}
+	return b, build, nil
+}
+
+// evict drops the oldest block beyond markerBlocks (under m.mu).
+func (m *VideoMarker) evict() {
+	if len(m.blocks) > markerBlocks {
+		oldest := -1
+		for f := range m.blocks {
+			if oldest < 0 || f < oldest {
+				oldest = f
+			}
+		}
+		delete(m.blocks, oldest)
+		m.released = oldest + 1
+	}
+}
