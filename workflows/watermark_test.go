@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/testsuite"
 
@@ -76,6 +77,9 @@ func runToEnd(t *testing.T, acts *activities.Activities, path string) (workflows
 	}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	// Real activities (ffmpeg, ONNX, the watermark pass) run here: the
+	// default 3 s without progress panics when go test ./... loads the box.
+	env.SetTestTimeout(5 * time.Minute)
 	worker.Register(env, acts)
 	env.ExecuteWorkflow(worker.WorkflowName, in)
 	if !env.IsWorkflowCompleted() {
