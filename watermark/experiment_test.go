@@ -24,7 +24,7 @@ type experiment struct {
 
 // markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides,
 // the cancellation's WM_CANCEL_MAX / WM_CANCEL_MIN / WM_CANCEL_LAMBDA /
-// WM_CANCEL_NORM=0 / WM_CANCEL_SYNC=0
+// WM_CANCEL_NORM=0 / WM_CANCEL_SYNC=0 / WM_CANCEL_KEEPSYNC=1
 // (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
@@ -41,6 +41,7 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	}
 	cancelNorm = os.Getenv("WM_CANCEL_NORM") != "0"
 	cancelSync = os.Getenv("WM_CANCEL_SYNC") != "0"
+	cancelKeepSync = os.Getenv("WM_CANCEL_KEEPSYNC") != ""
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
 		blockCellCap = l
 	}

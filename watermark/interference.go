@@ -33,6 +33,9 @@ var (
 	cancelLambda = 1.0
 	cancelNorm   = true
 	cancelSync   = true // the sync cells too, each alone
+	// cancelKeepSync leaves the sync cells at the plain amplitude; the data
+	// cells alone are scaled back to their plain energy.
+	cancelKeepSync = false
 )
 
 // refGeometry is where the detector's half-cell fold of an unattacked w x h
@@ -114,22 +117,27 @@ func cancelScales(l *layout, chips [tileArea]int8, h, m [tileArea]float64) [tile
 		return min(cancelMax, max(cancelMin, 1-cancelLambda*host/max(gain, floor)))
 	}
 	var s [tileArea]float64
-	var energy float64
+	var energy, cells float64 // of the cells normalized
 	for c := range s {
 		s[c] = 1
 		if cancelMax > 1 {
 			if b := l.bit[c]; b >= 0 {
 				s[c] = boost(hb[b], gb[b], gMeanBit/4)
-			} else if cancelSync {
+			} else if cancelSync && !cancelKeepSync {
 				along := float64(chips[c])
 				s[c] = boost(h[c]*along, (m[c]-h[c])*along, gMeanSync/4)
 			}
 		}
-		energy += s[c] * s[c]
+		if l.bit[c] >= 0 || !cancelKeepSync {
+			energy += s[c] * s[c]
+			cells++
+		}
 	}
-	if k := math.Sqrt(tileArea / energy); k < 1 && cancelNorm {
+	if k := math.Sqrt(cells / energy); k < 1 && cancelNorm {
 		for c := range s {
-			s[c] *= k
+			if l.bit[c] >= 0 || !cancelKeepSync {
+				s[c] *= k
+			}
 		}
 	}
 	return s
