@@ -23,6 +23,7 @@ import (
 	"github.com/lessonflow/lessonflow/models"
 	"github.com/lessonflow/lessonflow/moderation"
 	"github.com/lessonflow/lessonflow/recheck"
+	"github.com/lessonflow/lessonflow/workflows"
 )
 
 // maxRecheckBody bounds a POST /v1/admin/rechecks body: a policy text and a
@@ -339,6 +340,13 @@ func (s *Server) listRecheckResults(w http.ResponseWriter, r *http.Request) {
 // (ALLOW_DUPLICATE_FAILED_ONLY); the state goes to processing first, so the
 // new run's own outcome is never overwritten, and back to failed if the run
 // cannot start.
+//
+// The failed run records the failure in the catalog before it closes, and
+// closing needs a worker (a workflow task, which waits out its timeout when
+// the worker died in between). A retry in that gap must not take the open
+// run for the new one (it would fail again and leave the video processing
+// for good), so it waits up to retryCloseWait for the run to close and then
+// starts with conflict policy FAIL.
 func (s *Server) retryVideo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
@@ -355,19 +363,28 @@ func (s *Server) retryVideo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "not_failed", fmt.Sprintf("video %s is %s: only a failed video can be retried", id, v.State))
 		return
 	}
+	switch err := s.awaitRunClosed(ctx, workflows.WorkflowID(id), retryCloseWait); {
+	case errors.Is(err, errRunOpen):
+		writeError(w, http.StatusConflict, "still_running", fmt.Sprintf("the last pipeline run of %s has not closed within %s; retry later", id, retryCloseWait))
+		return
+	case err != nil:
+		s.Logger.Error("retry pipeline: describe the last run", "video", id, "error", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the workflow service is unavailable; retry")
+		return
+	}
 	if err := s.Catalog.SetState(ctx, id, catalog.StateProcessing, ""); err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	err = s.startPipelineRun(ctx, v, enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY)
+	err = s.startPipelineRun(ctx, v, enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY, enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL)
 	if err != nil {
 		restore := context.WithoutCancel(ctx)
 		if serr := s.Catalog.SetState(restore, id, catalog.StateFailed, v.Error); serr != nil {
 			s.Logger.Error("restore failed state", "video", id, "error", serr)
 		}
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
-		if errors.As(err, &started) { // the last run did not fail: nothing to retry
-			writeError(w, http.StatusConflict, "not_retryable", "the pipeline of "+id+" did not fail; nothing to retry")
+		if errors.As(err, &started) { // the last run did not fail, or another retry's run is open
+			writeError(w, http.StatusConflict, "not_retryable", "the pipeline of "+id+" did not fail, or a retry is already running")
 			return
 		}
 		s.Logger.Error("retry pipeline", "video", id, "error", err)
@@ -378,4 +395,35 @@ func (s *Server) retryVideo(w http.ResponseWriter, r *http.Request) {
 	body := createdBody{ID: id, StatusURL: "/v1/videos/" + id, State: string(catalog.StateProcessing)}
 	w.Header().Set("Location", body.StatusURL)
 	writeJSON(w, http.StatusAccepted, body)
+}
+
+// retryCloseWait bounds how long a retry waits for the failed run to close:
+// a workflow task timeout (10 s) after a worker's death, with room to spare.
+const retryCloseWait = 30 * time.Second
+
+var errRunOpen = errors.New("the workflow run is still open")
+
+// awaitRunClosed polls the latest run of workflow id until it is closed (or
+// there is none), at most wait.
+func (s *Server) awaitRunClosed(ctx context.Context, id string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		d, err := s.Temporal.DescribeWorkflowExecution(ctx, id, "")
+		var nf *serviceerror.NotFound
+		switch {
+		case errors.As(err, &nf):
+			return nil
+		case err != nil:
+			return err
+		case d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
+			return nil
+		case time.Now().After(deadline):
+			return errRunOpen
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

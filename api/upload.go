@@ -370,7 +370,7 @@ func (s *Server) createVideo(w http.ResponseWriter, r *http.Request) {
 
 // startPipeline starts the video's workflow unless one ran or runs already.
 func (s *Server) startPipeline(ctx context.Context, v catalog.Video) error {
-	err := s.startPipelineRun(ctx, v, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE)
+	err := s.startPipelineRun(ctx, v, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) { // a retried upload whose pipeline already ran
 		return nil
@@ -378,15 +378,16 @@ func (s *Server) startPipeline(ctx context.Context, v catalog.Video) error {
 	return err
 }
 
-// startPipelineRun starts the video's workflow, or finds it running; reuse
-// says whether a closed run of the same id may be followed by a new one
-// (if not: *serviceerror.WorkflowExecutionAlreadyStarted).
-func (s *Server) startPipelineRun(ctx context.Context, v catalog.Video, reuse enumspb.WorkflowIdReusePolicy) error {
+// startPipelineRun starts the video's workflow. reuse says whether a closed
+// run of the same id may be followed by a new one, conflict what an open run
+// means (USE_EXISTING: it is the one; FAIL: an error); when the run may not
+// start, the error is a *serviceerror.WorkflowExecutionAlreadyStarted.
+func (s *Server) startPipelineRun(ctx context.Context, v catalog.Video, reuse enumspb.WorkflowIdReusePolicy, conflict enumspb.WorkflowIdConflictPolicy) error {
 	_, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       workflows.WorkflowID(v.ID),
 		TaskQueue:                s.TaskQueue,
 		WorkflowIDReusePolicy:    reuse,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDConflictPolicy: conflict,
 	}, s.WorkflowName, workflows.VideoInput{VideoID: v.ID, BlobKey: v.BlobKey, SHA256: v.SHA256})
 	if err != nil {
 		return fmt.Errorf("start pipeline of %s: %w", v.ID, err)
