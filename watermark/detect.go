@@ -473,8 +473,13 @@ func (d *Detector) refine(k int, c candidate) refined {
 // softAt reads the soft coded bits from a half-cell fold whose tile origin
 // is at bins (bx, by).
 func softAt(l *layout, fold []float64, bx, by int) []float64 {
+	return softOf(l, cellSums(fold, bx, by))
+}
+
+// softOf sums per-cell evidence into the soft coded bits, by each data
+// cell's bit and keyed sign.
+func softOf(l *layout, cells [tileArea]float64) []float64 {
 	soft := make([]float64, codedBits)
-	cells := cellSums(fold, bx, by)
 	for ci, v := range cells {
 		if l.bit[ci] >= 0 {
 			soft[l.bit[ci]] += float64(l.sign[ci]) * v

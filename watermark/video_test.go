@@ -51,12 +51,7 @@ func markedSoft(t *testing.T, kr Keyring, m *VideoMarker, host Frame, index int)
 	}
 	l := m.e.l
 	coded := convEncode(infoWord(l.secret, m.p))
-	soft := make([]float64, codedBits)
-	for c, v := range cells {
-		if b := l.bit[c]; b >= 0 {
-			soft[b] += float64(l.sign[c]) * v
-		}
-	}
+	soft := softOf(l, cells)
 	for b := range soft {
 		soft[b] *= float64(2*int(coded[b]) - 1)
 	}
