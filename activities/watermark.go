@@ -202,7 +202,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	whole := media.FitsOneSegment(vs, segFrames)
 	// Everything that shapes the segments' bytes; a retry under another plan
 	// (settings changed meanwhile) starts over.
-	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t|grid=%s", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole, grid))
+	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t|grid=%s|mark=%d", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole, grid, watermark.MarkVersion))
 	plan := hex.EncodeToString(planSum[:8])
 	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
 	segKey := func(i, frames int) string { return fmt.Sprintf("%sseg-%06d-%d.mp4", segPrefix, i, frames) }

@@ -40,20 +40,23 @@ var (
 )
 
 // zooms are the coarse search's zooms, zoomMin..zoomMax: zoom 1 is a cell
-// of width/cellsAcross (GridFine from 1280 wide), 1.5 the small-frame grid,
+// of width/cellsAcross (GridFine from 1536 wide), 1.2-3 narrower frames' fine grid,
 // 3.2-4.8 GridBlock's cells (32 px at 1080p and 720p, 16 at 432p); each
 // stretched by up to 1.3 for a crop keeping 77% of the width.
-var zooms = func() []float64 {
+var zooms = zoomRange(zoomMin, zoomMax)
+
+// zoomRange is the zooms from lo to hi in steps of zoomStep.
+func zoomRange(lo, hi float64) []float64 {
 	var z []float64
-	for k := int(math.Floor(math.Log(zoomMin) / math.Log(zoomStep))); ; k++ {
+	for k := int(math.Floor(math.Log(lo) / math.Log(zoomStep))); ; k++ {
 		v := math.Pow(zoomStep, float64(k))
-		if v > zoomMax {
+		if v > hi {
 			break
 		}
 		z = append(z, v)
 	}
 	return z
-}()
+}
 
 // Result is the outcome of a detection.
 type Result struct {

@@ -6,11 +6,10 @@
 //
 // # Pattern
 //
-// The frame is cut into square cells of frameWidth/192 pixels (10 px at
-// 1920 wide; frames under 1280 wide use frameWidth/128, 6 px at 768 wide,
-// because smaller cells do not survive CRF 35 or H.265), so the grid is
-// defined relative to the frame and survives any uniform rescale. Cells
-// form 32x32 tiles repeated over the frame: a crop
+// The frame is cut into square cells of 8 px, at most 192 across (10 px at
+// 1920 wide) and at least 64 (smaller cells do not survive CRF 35 or
+// H.265), so the grid is defined relative to the frame and survives any
+// uniform rescale. Cells form 32x32 tiles repeated over the frame: a crop
 // then only shifts the tiling cyclically. Each tile cell carries one chip,
 // +1 or -1: a keyed quarter of the cells carry a sync pattern, the others
 // the 330 coded bits (each bit 2 or 3 cells per tile, keyed permutation and

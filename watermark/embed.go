@@ -15,6 +15,12 @@ type Frame struct {
 	Width, Height, Stride int
 }
 
+// MarkVersion changes whenever the same frame and payload would be marked
+// differently (2: 8 px fine-grid cells under 1536 wide). Detection reads
+// every version; a resumable pass keys its partial work by it, so that one
+// rendition never mixes two.
+const MarkVersion = 2
+
 // Frame size limits. Marks need cells of at least one pixel; detection takes
 // anything from a thumbnail up.
 const (

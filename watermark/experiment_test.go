@@ -25,7 +25,9 @@ type experiment struct {
 // markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides,
 // the cancellation's WM_CANCEL_MAX / WM_CANCEL_MIN / WM_CANCEL_LAMBDA /
 // WM_CANCEL_NORM=0 / WM_CANCEL_SYNC=0 / WM_CANCEL_KEEPSYNC=1
-// (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock)
+// (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock;
+// WM_CELLS, cells across, and WM_CELL_PX for GridFine; WM_ZOOM_MIN, the
+// detector's least zoom)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
 // them with a fixed payload.
@@ -44,6 +46,15 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	cancelKeepSync = os.Getenv("WM_CANCEL_KEEPSYNC") != ""
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
 		blockCellCap = l
+	}
+	if l, err := strconv.Atoi(os.Getenv("WM_CELLS")); err == nil {
+		fixedCells = l
+	}
+	if l, err := strconv.Atoi(os.Getenv("WM_CELL_PX")); err == nil {
+		cellPx = l
+	}
+	if z, err := strconv.ParseFloat(os.Getenv("WM_ZOOM_MIN"), 64); err == nil {
+		zooms = zoomRange(z, zoomMax)
 	}
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_LEVEL")); err == nil {
 		blockLevel = int32(l)

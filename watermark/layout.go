@@ -3,32 +3,40 @@ package watermark
 import "fmt"
 
 // Geometry of the mark. The frame is divided into square cells whose side is
-// frameWidth/cellsAcross pixels, so the grid is defined relative to the frame
-// and any uniform rescale keeps it aligned. Cells form periodic tiles of
+// frameWidth/cellsFor(frameWidth) pixels, so the grid is defined relative to
+// the frame and any uniform rescale keeps it aligned. Cells form periodic tiles of
 // tileCells x tileCells; a crop then only shifts the tiling cyclically.
 //
-// Frames narrower than smallFrameWidth get larger cells: cellsAcross
-// would make them under 6.7 px, which re-encodes at CRF 35 or with H.265
-// wipe out (measured on the 432p clips: 4 px cells keep 2/6 windows at
-// x264 CRF 35, 6 px cells 6/6, and cost fewer bits). The two grids differ
-// by the factor 1.5, which the detector's zoom search covers.
+// The fine grid's cells are cellPx pixels wide up to cellsAcross across (so
+// 10 px at 1920 wide) and at least minCellsAcross across, so a tile fits
+// twice across the narrowest frame. Cells under about 8 px put the mark
+// where re-encodes at CRF 35 or with H.265 wipe it out; cells much larger
+// meet more of the host picture (README, "Eighth round": on the 432p clips
+// 8 px cells beat 6 px at H.265 CRF 28 and 35 at the same SSIM and a lower
+// bit cost; 12 px cells lost the person clip's combined attack margin). The
+// detector's zoom search covers every width's grid without being told it.
 const (
-	cellsAcross      = 192  // cells across the frame width: 10 px cells at 1920 wide
-	smallCellsAcross = 128  // below smallFrameWidth: 6 px cells at 768 wide
-	smallFrameWidth  = 1280 // 6.7 px cells with cellsAcross
-	tileCells        = 32   // tile side in cells
-	tileArea         = tileCells * tileCells
-	syncCells        = tileArea / 4                  // a quarter of the cells carry the keyed sync pattern
-	dataCells        = tileArea - syncCells          // the rest carry coded bits, 2 or 3 cells each per tile
-	_                = uint(dataCells - 2*codedBits) // compile-time check: every coded bit gets 2+ cells
+	cellsAcross    = 192 // the most cells across a frame: 10 px cells at 1920 wide
+	minCellsAcross = 64  // the fewest
+	tileCells      = 32  // tile side in cells
+	tileArea       = tileCells * tileCells
+	syncCells      = tileArea / 4                  // a quarter of the cells carry the keyed sync pattern
+	dataCells      = tileArea - syncCells          // the rest carry coded bits, 2 or 3 cells each per tile
+	_              = uint(dataCells - 2*codedBits) // compile-time check: every coded bit gets 2+ cells
 )
+
+// cellPx is the fine grid's cell side in pixels where cellsAcross does not
+// bind (frames under 1536 wide): 8 px at 1280x720 and 768x432. fixedCells,
+// when set, is the number of cells across at every width. Variables for the
+// sweep (WM_CELL_PX, WM_CELLS).
+var cellPx, fixedCells = 8, 0
 
 // cellsFor is the number of cells across a frame of width w on the fine grid.
 func cellsFor(w int) int {
-	if w < smallFrameWidth {
-		return smallCellsAcross
+	if fixedCells > 0 {
+		return fixedCells
 	}
-	return cellsAcross
+	return min(cellsAcross, max(minCellsAcross, w/cellPx))
 }
 
 // Grid is how the chips are laid on the frame. The detector finds either
@@ -38,7 +46,7 @@ type Grid uint8
 
 const (
 	// GridFine interpolates the chips bilinearly between cell centres on
-	// cells of width/192 pixels (width/128 below 1280 wide). It suits
+	// cells of 8 px, 192 across at most (see cellsFor). It suits
 	// textured, moving camera content.
 	GridFine Grid = iota
 	// GridBlock makes every cell a constant offset of one level over a

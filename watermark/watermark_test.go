@@ -356,9 +356,8 @@ var _ = hex.EncodeToString
 var _ = fmt.Sprint
 
 // TestGridsSurviveRescale: each grid at each width family is found after a
-// resize (the fine grid across the 1280 threshold: a 432p mark, 128 across,
-// upscaled to 1080p is found at zoom 1.5, and a 1080p mark downscaled to
-// 432p at zoom 1), and the block grid also after a crop keeping 80% and a
+// resize (the fine grid across widths: a 432p mark, 96 across, upscaled to
+// 1080p is found at zoom 2, and a 1080p mark downscaled to 432p at zoom 1), and the block grid also after a crop keeping 80% and a
 // resize: up to the far end of the zoom range (720p: 6.0).
 func TestGridsSurviveRescale(t *testing.T) {
 	kr := testKeyring(t, testKeySpec)
