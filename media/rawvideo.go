@@ -369,9 +369,10 @@ func (p *ffmpegProc) wait() error {
 
 // decodeSpec says how the decoder samples the source.
 type decodeSpec struct {
-	rate       string // constant output rate
-	startFrame int    // drop the frames before this one (exact, after the fps filter)
-	maxWidth   int    // downscale to fit (0: full size)
+	rate       string  // constant output rate
+	startFrame int     // drop the frames before this one (exact, after the fps filter)
+	seek       float64 // start decoding at about this time (input seek; 0: the start)
+	maxWidth   int     // downscale to fit (0: full size)
 	maxHeight  int
 	maxSeconds float64 // stop after this much video (0: all)
 	maxFrames  int     // stop after this many frames (0: all)
@@ -401,6 +402,9 @@ func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, 
 	args := []string{"-protocol_whitelist", "file"}
 	if d.keyframes { // the decoder skips every other frame: a fast look over a whole video
 		args = append(args, "-skip_frame", "nokey")
+	}
+	if d.seek > 0 {
+		args = append(args, "-ss", strconv.FormatFloat(d.seek, 'f', 3, 64))
 	}
 	if d.maxSeconds > 0 {
 		args = append(args, "-t", strconv.FormatFloat(d.maxSeconds, 'f', 3, 64))
@@ -592,6 +596,13 @@ type TranscodeOptions struct {
 	// Progress is called after every frame is handed to the encoder with the
 	// number of frames done, counting those of finished segments.
 	Progress func(frames int)
+	// SeekSeconds and MaxFrames make the pass a sample of the video, not
+	// part of a rendition: decoding starts at about SeekSeconds (ffmpeg's
+	// input seek, which skips decoding what comes before; frame indices
+	// count from there) and stops after MaxFrames frames (0: the end). Both
+	// need StartSegment 0 and not Whole.
+	SeekSeconds float64
+	MaxFrames   int
 	// Whole encodes the pass as one segment that is the finished rendition:
 	// the source's audio muxed in, +faststart, never cut (StartSegment must
 	// be 0). For videos that fit one segment (FitsOneSegment), where a retry
@@ -659,6 +670,9 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if opt.StartSegment < 0 || (opt.Whole && opt.StartSegment != 0) {
 		return TranscodeResult{}, fmt.Errorf("encode segments: start segment %d (whole: %t)", opt.StartSegment, opt.Whole)
 	}
+	if opt.SeekSeconds < 0 || opt.MaxFrames < 0 || (opt.SeekSeconds > 0 || opt.MaxFrames > 0) && (opt.StartSegment != 0 || opt.Whole) {
+		return TranscodeResult{}, fmt.Errorf("encode segments: a sample (seek %g s, %d frames) starts at segment 0 and is not whole", opt.SeekSeconds, opt.MaxFrames)
+	}
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -677,7 +691,7 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	dec, err := startDecoder(ctx, src, decodeSpec{rate: vs.Rate, startFrame: start})
+	dec, err := startDecoder(ctx, src, decodeSpec{rate: vs.Rate, startFrame: start, seek: opt.SeekSeconds, maxFrames: opt.MaxFrames})
 	if err != nil {
 		return res, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"image"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -291,6 +293,59 @@ func ffmpegChildren(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// TestEncodeSegmentsSample: a sample pass (SeekSeconds, MaxFrames) decodes
+// from the seek point, the very frame a full decode has there on a
+// constant-rate source, and encodes exactly MaxFrames frames in one segment;
+// it refuses to be part of a resumable or whole pass.
+func TestEncodeSegmentsSample(t *testing.T) {
+	src := lavfiClip(t)
+	var want [sha256.Size]byte
+	if _, err := Decode(context.Background(), src, DecodeOptions{}, func(f RawFrame) error {
+		if f.Index == 50 {
+			want = sha256.Sum256(f.Y)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	opt := TranscodeOptions{Encode: EncodeOptions{CRF: 18, Preset: "ultrafast"}, SegmentSeconds: 1, WorkDir: t.TempDir(),
+		SeekSeconds: 2, MaxFrames: 25}
+	var first [sha256.Size]byte
+	var mu sync.Mutex
+	var indices []int
+	res, err := EncodeSegments(context.Background(), src, opt, func(f RawFrame) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if f.Index == 0 {
+			first = sha256.Sum256(f.Y)
+		}
+		indices = append(indices, f.Index)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(indices)
+	if len(indices) != 25 || indices[0] != 0 || indices[24] != 24 || res.Frames != 25 || len(res.Segments) != 1 {
+		t.Fatalf("sample: indices %v, frames %d, segments %+v", indices, res.Frames, res.Segments)
+	}
+	if first != want {
+		t.Error("the sample's first frame is not the source's frame at 2 s")
+	}
+	n := 0
+	if _, err := Decode(context.Background(), res.Segments[0].Path, DecodeOptions{}, func(RawFrame) error { n++; return nil }); err != nil || n != 25 {
+		t.Fatalf("the sample's segment holds %d frames (%v), want 25", n, err)
+	}
+	for _, bad := range []TranscodeOptions{
+		{StartSegment: 1, SeekSeconds: 2}, {Whole: true, MaxFrames: 10}, {SeekSeconds: -1}, {MaxFrames: -1},
+	} {
+		bad.Encode, bad.WorkDir = opt.Encode, opt.WorkDir
+		if _, err := EncodeSegments(context.Background(), src, bad, func(RawFrame) error { return nil }); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
 }
 
 func TestEncodeSegmentsCancelKillsFFmpeg(t *testing.T) {
