@@ -68,6 +68,9 @@ var (
 	ampMax           = 3.0  // cap on busy texture
 	ampPerAct        = 0.15 // amplitude per unit of mean absolute gradient (added in quadrature)
 	blockLevel int32 = 1    // GridBlock's offset in luma levels (see blockAmplitudes)
+	// ampScaleTexture applies the small-cell scale to flat blocks only,
+	// fading out towards the cap (WM_SCALE_TEXTURE).
+	ampScaleTexture = false
 )
 
 // Embedder marks frames with one key. Safe for concurrent use; it caches
@@ -329,7 +332,13 @@ func blockAmplitudes(f Frame, g Grid) []int32 {
 	for by := 0; by < bh; by++ {
 		for bx := 0; bx < bw; bx++ {
 			act := blockActivity(f, bx, by)
-			a := min(ampMax, math.Sqrt(ampFlat*ampFlat+ampPerAct*ampPerAct*act*act)) * scale
+			a := min(ampMax, math.Sqrt(ampFlat*ampFlat+ampPerAct*ampPerAct*act*act))
+			if ampScaleTexture && ampMax > ampFlat { // the small-cell penalty fades out with texture
+				t := (a - ampFlat) / (ampMax - ampFlat)
+				a *= scale + (1-scale)*t
+			} else {
+				a *= scale
+			}
 			amp[by*bw+bx] = int32(a*16 + 0.5)
 		}
 	}

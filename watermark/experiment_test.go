@@ -27,7 +27,8 @@ type experiment struct {
 // WM_CANCEL_NORM=0 / WM_CANCEL_SYNC=0 / WM_CANCEL_KEEPSYNC=1
 // (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock;
 // WM_CELLS, cells across, and WM_CELL_PX for GridFine; WM_ZOOM_MIN, the
-// detector's least zoom)
+// detector's least zoom; WM_SCALE_TEXTURE=1, the small-cell scale on flat
+// blocks only)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
 // them with a fixed payload.
@@ -44,6 +45,7 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	cancelNorm = os.Getenv("WM_CANCEL_NORM") != "0"
 	cancelSync = os.Getenv("WM_CANCEL_SYNC") != "0"
 	cancelKeepSync = os.Getenv("WM_CANCEL_KEEPSYNC") != ""
+	ampScaleTexture = os.Getenv("WM_SCALE_TEXTURE") != ""
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
 		blockCellCap = l
 	}
