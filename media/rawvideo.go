@@ -726,6 +726,8 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 		return res, decodeFailure(src, waitErr)
 	case loopErr != nil:
 		return res, fmt.Errorf("decode %s: %w", src, loopErr)
+	case res.Frames == 0 && opt.SeekSeconds > 0: // past the end, maybe a wrong duration: not bad input
+		return res, fmt.Errorf("decode %s: no frame after %g s", src, opt.SeekSeconds)
 	case res.Frames == 0:
 		return res, &InvalidError{Reason: "no frame could be decoded"}
 	}

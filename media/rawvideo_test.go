@@ -298,7 +298,8 @@ func ffmpegChildren(t *testing.T) []string {
 // TestEncodeSegmentsSample: a sample pass (SeekSeconds, MaxFrames) decodes
 // from the seek point, the very frame a full decode has there on a
 // constant-rate source, and encodes exactly MaxFrames frames in one segment;
-// it refuses to be part of a resumable or whole pass.
+// it refuses to be part of a resumable or whole pass, and a seek past the
+// end does not make the source invalid.
 func TestEncodeSegmentsSample(t *testing.T) {
 	src := lavfiClip(t)
 	var want [sha256.Size]byte
@@ -337,6 +338,14 @@ func TestEncodeSegmentsSample(t *testing.T) {
 	n := 0
 	if _, err := Decode(context.Background(), res.Segments[0].Path, DecodeOptions{}, func(RawFrame) error { n++; return nil }); err != nil || n != 25 {
 		t.Fatalf("the sample's segment holds %d frames (%v), want 25", n, err)
+	}
+	// A seek past the end (a container's wrong duration) finds no frame:
+	// an error, but not one that calls the source invalid.
+	var invalid *InvalidError
+	past := opt
+	past.SeekSeconds = 60
+	if _, err := EncodeSegments(context.Background(), src, past, func(RawFrame) error { return nil }); err == nil || errors.As(err, &invalid) {
+		t.Errorf("seek past the end: %v, want a plain error", err)
 	}
 	for _, bad := range []TranscodeOptions{
 		{StartSegment: 1, SeekSeconds: 2}, {Whole: true, MaxFrames: 10}, {SeekSeconds: -1}, {MaxFrames: -1},
