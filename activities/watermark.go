@@ -64,6 +64,9 @@ type WatermarkResult struct {
 	Frames       int    `json:"frames"`
 	Grid         string `json:"grid"`                       // watermark.Grid the frames were marked on
 	Resumed      int    `json:"resumed_segments,omitempty"` // segments a previous attempt had finished
+	// Seeked: the pass reached its first unfinished segment by an input
+	// seek instead of decoding and dropping the finished ones.
+	Seeked bool `json:"resume_seeked,omitempty"`
 }
 
 // watermarkProgress is the heartbeat detail: which plan the finished
@@ -79,14 +82,27 @@ type watermarkProgress struct {
 	Frames     int    `json:"frames"`         // frames handed to the encoder so far
 
 	keys []string // stored segments found at the start (not a heartbeat detail)
+	next string   // the last stored segment's media.Segment.Next, if its name has it
 }
 
-// segName is a stored segment's name: seg-<index>-<frames>.mp4.
-var segName = regexp.MustCompile(`^seg-([0-9]{6})-([0-9]{1,7})\.mp4$`)
+// segName is a stored segment's name: seg-<index>-<frames>[-<next>].mp4,
+// next being media.Segment.Next: the fingerprint of the source frame after
+// the segment, which lets a retry seek to it instead of decoding the video
+// up to there.
+var segName = regexp.MustCompile(`^seg-([0-9]{6})-([0-9]{1,7})(?:-([0-9a-f]{16}))?\.mp4$`)
+
+// segmentKey is where segment s is stored under prefix (see segName).
+func segmentKey(prefix string, s media.Segment) string {
+	if s.Next == "" {
+		return fmt.Sprintf("%sseg-%06d-%d.mp4", prefix, s.Index, s.Frames)
+	}
+	return fmt.Sprintf("%sseg-%06d-%d-%s.mp4", prefix, s.Index, s.Frames, s.Next)
+}
 
 // finishedSegments lists the segments a previous attempt stored under
-// prefix: the run of seg-<index>-<frames>.mp4 from index 0 in which every
-// segment but the last is full (only the video's end makes a short one).
+// prefix: the run of seg-<index>-<frames>[-<next>].mp4 from index 0 in
+// which every segment but the last is full (only the video's end makes a
+// short one).
 // A whole pass (media.TranscodeOptions.Whole) stores one segment of any
 // length, which is the finished rendition.
 func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFrames int, whole bool) (watermarkProgress, error) {
@@ -95,7 +111,7 @@ func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFra
 		return watermarkProgress{}, fmt.Errorf("list finished segments: %w", err)
 	}
 	frames := map[int]int{}
-	keys := map[int]string{}
+	keys, nexts := map[int]string{}, map[int]string{}
 	for _, in := range infos {
 		m := segName.FindStringSubmatch(strings.TrimPrefix(in.Key, prefix))
 		if m == nil {
@@ -106,7 +122,7 @@ func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFra
 		if err != nil || n <= 0 || (n > segFrames && !whole) {
 			continue
 		}
-		frames[i], keys[i] = n, in.Key
+		frames[i], keys[i], nexts[i] = n, in.Key, m[3]
 	}
 	var p watermarkProgress
 	for i := 0; ; i++ {
@@ -114,7 +130,7 @@ func (a *Activities) finishedSegments(ctx context.Context, prefix string, segFra
 		if !ok {
 			break
 		}
-		p.Segments, p.LastFrames = i+1, n
+		p.Segments, p.LastFrames, p.next = i+1, n, nexts[i]
 		p.keys = append(p.keys, keys[i])
 		if n < segFrames || whole {
 			break
@@ -205,7 +221,6 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t|grid=%s|mark=%d", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole, grid, watermark.MarkVersion))
 	plan := hex.EncodeToString(planSum[:8])
 	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
-	segKey := func(i, frames int) string { return fmt.Sprintf("%sseg-%06d-%d.mp4", segPrefix, i, frames) }
 
 	prog, err := a.finishedSegments(ctx, segPrefix, segFrames, whole)
 	if err != nil {
@@ -227,9 +242,9 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	}
 	defer os.RemoveAll(work)
 
-	// Heartbeat on a clock, not only per frame: a resumed pass decodes and
-	// drops the finished segments' frames without emitting any, and the
-	// final mux and upload emit none either.
+	// Heartbeat on a clock, not only per frame: a resumed pass that cannot
+	// seek decodes and drops the finished segments' frames without emitting
+	// any, and the final mux and upload emit none either.
 	var mu sync.Mutex // prog: the ticker, OnSegment and Progress run on different goroutines
 	snapshot := func() watermarkProgress { mu.Lock(); defer mu.Unlock(); return prog }
 	defer beatOnClock(ctx, snapshot)() // no heartbeat after the activity returned
@@ -238,13 +253,14 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	// Blocks of the mark restart with every segment: a resumed pass marks
 	// its segments as the first attempt did.
 	marker := emb.Video(payload, grid, segFrames)
+	seeked := false
 	if prog.Segments == 0 || (prog.LastFrames == segFrames && !whole) {
 		// The last finished segment was full: there may be more video.
 		tr, err := media.EncodeSegments(ctx, src, media.TranscodeOptions{
 			Encode: enc, SegmentSeconds: a.SegmentSeconds, Stream: &vs, Workers: a.WatermarkWorkers,
-			WorkDir: work, StartSegment: prog.Segments, Whole: whole,
+			WorkDir: work, StartSegment: prog.Segments, StartSum: prog.next, Whole: whole,
 			OnSegment: func(s media.Segment) error {
-				if _, err := putFile(ctx, a.Blobs, segKey(s.Index, s.Frames), s.Path); err != nil {
+				if _, err := putFile(ctx, a.Blobs, segmentKey(segPrefix, s), s.Path); err != nil {
 					return fmt.Errorf("store segment %d: %w", s.Index, err)
 				}
 				mu.Lock()
@@ -275,7 +291,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 		if err != nil {
 			return WatermarkResult{}, err
 		}
-		total = tr.Frames
+		total, seeked = tr.Frames, tr.Seeked
 	}
 	done := snapshot()
 	if done.Segments == 0 {
@@ -314,9 +330,9 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 		log.Warn("watermark: remove finished segments", "video", in.VideoID, "error", err)
 	}
 	log.Info("watermark: rendition stored", "video", in.VideoID, "payload", payload.String(), "key_id", rec.KeyID,
-		"grid", grid.String(), "frames", total, "bytes", info.Size, "resumed_segments", resumed)
+		"grid", grid.String(), "frames", total, "bytes", info.Size, "resumed_segments", resumed, "resume_seeked", seeked)
 	return WatermarkResult{RenditionKey: rkey, SHA256: info.SHA256, SizeBytes: info.Size, Payload: payload.String(),
-		KeyID: rec.KeyID, Frames: total, Grid: grid.String(), Resumed: resumed}, nil
+		KeyID: rec.KeyID, Frames: total, Grid: grid.String(), Resumed: resumed, Seeked: seeked}, nil
 }
 
 // gridSampleFrames keyframes, spread over the video, decide its grid.

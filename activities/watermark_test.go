@@ -191,11 +191,14 @@ func TestWatermarkActivityResumes(t *testing.T) {
 	if err != nil || len(stored) != 3 {
 		t.Fatalf("stored segments %v, %v; want 3", stored, err)
 	}
-	if last == nil || !strings.Contains(stored[0].Key, "/"+last.Plan+"/seg-000000-25.mp4") {
+	if last == nil || !strings.Contains(stored[0].Key, "/"+last.Plan+"/seg-000000-25-") {
 		t.Fatalf("heartbeat %+v, stored %s", last, stored[0].Key)
 	}
 	fx.store.failOn = ""
-	fx.retry(t, 3)
+	// The stored segments name the frame after them: the retry seeks there.
+	if res := fx.retry(t, 3); !res.Seeked {
+		t.Fatalf("retry %+v: want it resumed by an input seek", res)
+	}
 
 	// Details from another plan (settings changed between attempts) are ignored.
 	fx.acts.Encode.CRF = 28
@@ -231,15 +234,20 @@ func TestFinishedSegments(t *testing.T) {
 		whole    bool
 		segments int
 		last     int
+		next     string
 	}{
-		{nil, false, 0, 0},
-		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4", "seg-000003-25.mp4"}, false, 2, 25}, // a gap
-		{[]string{"seg-000000-25.mp4", "seg-000001-10.mp4"}, false, 2, 10},                      // the video's end
-		{[]string{"seg-000000-10.mp4", "seg-000001-25.mp4"}, false, 1, 10},                      // nothing after a short one
-		{[]string{"seg-000000-26.mp4", "seg-000001-25.mp4"}, false, 0, 0},                       // not this plan's size
-		{[]string{"seg-000000-25.mp4.part", "junk"}, false, 0, 0},
-		{[]string{"seg-000000-40.mp4"}, true, 1, 40},                      // a whole pass: one segment of any length
-		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4"}, true, 1, 25}, // and nothing after it
+		{nil, false, 0, 0, ""},
+		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4", "seg-000003-25.mp4"}, false, 2, 25, ""}, // a gap
+		{[]string{"seg-000000-25.mp4", "seg-000001-10.mp4"}, false, 2, 10, ""},                      // the video's end
+		{[]string{"seg-000000-10.mp4", "seg-000001-25.mp4"}, false, 1, 10, ""},                      // nothing after a short one
+		{[]string{"seg-000000-26.mp4", "seg-000001-25.mp4"}, false, 0, 0, ""},                       // not this plan's size
+		{[]string{"seg-000000-25.mp4.part", "junk"}, false, 0, 0, ""},
+		{[]string{"seg-000000-40.mp4"}, true, 1, 40, ""},                      // a whole pass: one segment of any length
+		{[]string{"seg-000000-25.mp4", "seg-000001-25.mp4"}, true, 1, 25, ""}, // and nothing after it
+		// With the next frame's sum (media.Segment.Next), for a resume by seek.
+		{[]string{"seg-000000-25-0123456789abcdef.mp4", "seg-000001-25-fedcba9876543210.mp4"}, false, 2, 25, "fedcba9876543210"},
+		{[]string{"seg-000000-25-0123456789abcdef.mp4", "seg-000001-25.mp4"}, false, 2, 25, ""},
+		{[]string{"seg-000000-25-0123456789ABCDEF.mp4", "seg-000000-25-0123.mp4"}, false, 0, 0, ""}, // malformed sums
 	} {
 		fs, err := blob.NewFS(t.TempDir())
 		if err != nil {
@@ -250,7 +258,7 @@ func TestFinishedSegments(t *testing.T) {
 			blob.PutBytes(ctx, fs, "renditions/v1/work/p/"+k, []byte("x"))
 		}
 		p, err := a.finishedSegments(ctx, "renditions/v1/work/p/", 25, tc.whole)
-		if err != nil || p.Segments != tc.segments || p.LastFrames != tc.last || len(p.keys) != tc.segments {
+		if err != nil || p.Segments != tc.segments || p.LastFrames != tc.last || len(p.keys) != tc.segments || p.next != tc.next {
 			t.Errorf("%v: %+v %v, want %d segments, last %d", tc.stored, p, err, tc.segments, tc.last)
 		}
 	}
@@ -305,7 +313,7 @@ func TestWatermarkActivityWhole(t *testing.T) {
 // retry runs the activity again after a failed attempt and checks it
 // resumed the stored segments and stored a marked rendition with every frame
 // and the audio.
-func (fx *wmFixture) retry(t *testing.T, wantResumed int) {
+func (fx *wmFixture) retry(t *testing.T, wantResumed int) WatermarkResult {
 	t.Helper()
 	res, _, err := fx.run(t, nil)
 	if err != nil {
@@ -322,6 +330,7 @@ func (fx *wmFixture) retry(t *testing.T, wantResumed int) {
 	if got := fx.detect(t, res.RenditionKey); !got.Found || got.Payload != watermark.Payload(rec.ID) {
 		t.Fatalf("detect on the retried rendition: %+v, want %s", got, rec.ID)
 	}
+	return res
 }
 
 // TestChooseWatermarkGridTrial: the keyframes of a still traffic camera

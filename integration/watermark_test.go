@@ -257,7 +257,7 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 	}
 	// The completed attempt says how many segments it took over.
 	iter := s.temporal.GetWorkflowHistory(ctx, workflows.WorkflowID(id), "", false, 0)
-	resumed := -1
+	resumed, seeked := -1, false
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
@@ -267,13 +267,16 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 			for _, p := range a.GetResult().GetPayloads() {
 				var res activities.WatermarkResult
 				if json.Unmarshal(p.GetData(), &res) == nil && res.RenditionKey != "" {
-					resumed = res.Resumed
+					resumed, seeked = res.Resumed, res.Seeked
 				}
 			}
 		}
 	}
 	if resumed < 1 || resumed > stored {
 		t.Fatalf("the retry resumed %d segments; %d were stored at the kill", resumed, stored)
+	}
+	if !seeked { // the stored segments name the frame after them
+		t.Errorf("the retry decoded the finished segments again instead of seeking past them")
 	}
 	p, _ := s.blobs.LocalPath(r.BlobKey)
 	if v, a := testenv.CountPackets(t, p); v != 7500 || a == 0 {

@@ -17,10 +17,13 @@ package media
 //
 // Resume: the encode is split into segments of SegmentSeconds. Each segment
 // is a separate x264 run writing its own MP4, reported to the caller as soon
-// as it is complete (the watermark activity stores it in blob storage). A
-// retried pass starts the decoder at the first unfinished segment's frame
-// (trim=start_frame: exact, independent of keyframes, at the cost of decoding
-// and discarding the frames before it) and MuxSegments joins all segments
+// as it is complete (the watermark activity stores it in blob storage)
+// with the fingerprint of the frame after it (Segment.Next). A retried pass
+// on a constant-rate source seeks to the first unfinished segment and keeps
+// the seek only if its first frame has that fingerprint; otherwise it
+// starts the decoder at the segment's frame by trim=start_frame (exact,
+// independent of keyframes, at the cost of decoding and discarding the
+// frames before it). MuxSegments joins all segments
 // with the concat demuxer (-c copy) and copies the source's audio. Every
 // segment starts with an IDR frame, which costs a few KB per segment. A
 // video that fits one segment is a Whole pass instead: its one encoder run
@@ -30,6 +33,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +64,10 @@ type VideoStream struct {
 	HasAudio    bool    `json:"has_audio"`
 	AudioCodec  string  `json:"audio_codec,omitempty"`
 	Still       bool    `json:"still"` // an image: decoded as its one frame, whatever the rate says
+	// ConstantRate: the stream's declared rate (r_frame_rate) is its
+	// average rate, within 1%. Only such a source is resumed by an input
+	// seek (TranscodeOptions.StartSum).
+	ConstantRate bool `json:"constant_rate,omitempty"`
 }
 
 // maxRawFPS bounds the constant output rate; past it a stream's rate is a
@@ -134,6 +143,7 @@ func parseRawProbe(data []byte) (VideoStream, error) {
 			found = true
 			vs.Width, vs.Height = int(w), int(h)
 			vs.Rate, vs.FPS = chooseRate(s.RFrameRate, s.AvgFrameRate)
+			vs.ConstantRate = vs.Rate == s.RFrameRate && ratesAgree(s.RFrameRate, s.AvgFrameRate)
 			vs.Still = isImage(p.Format.FormatName, &s.probeStream, p.Format.Duration)
 			if sar := s.SAR; sar != "" && sar != "1:1" && sar != "0:1" && sar != "N/A" {
 				if n, d, ok := strings.Cut(sar, ":"); ok && positiveInt(n) && positiveInt(d) {
@@ -169,7 +179,7 @@ func chooseRate(r, avg string) (string, float64) {
 	rok = rok && rf <= maxRawFPS && isRational(r)
 	aok = aok && af <= maxRawFPS && isRational(avg)
 	switch {
-	case rok && aok && math.Abs(rf-af) <= 0.01*af:
+	case rok && aok && ratesAgree(r, avg):
 		return r, rf
 	case aok:
 		return avg, af
@@ -178,6 +188,13 @@ func chooseRate(r, avg string) (string, float64) {
 	}
 	f, _ := parseRate(fallbackRate)
 	return fallbackRate, f
+}
+
+// ratesAgree: both rates parse and are within 1% of each other.
+func ratesAgree(r, avg string) bool {
+	rf, rok := parseRate(r)
+	af, aok := parseRate(avg)
+	return rok && aok && math.Abs(rf-af) <= 0.01*af
 }
 
 // isRational accepts "n/d" or "n" with positive integers only: the string
@@ -572,6 +589,18 @@ type Segment struct {
 	FirstFrame int    `json:"first_frame"`
 	Frames     int    `json:"frames"`
 	Path       string `json:"-"` // the MP4 in WorkDir
+	// Next is the FrameSum of the source frame right after the segment, as
+	// decoded (before the transform), or "" after the last one: a retry
+	// that starts at the next segment checks its input seek against it
+	// (TranscodeOptions.StartSum).
+	Next string `json:"next,omitempty"`
+}
+
+// FrameSum fingerprints a decoded yuv420p frame (its three planes, tightly
+// packed): 16 hex digits of SHA-256.
+func FrameSum(planes []byte) string {
+	h := sha256.Sum256(planes)
+	return hex.EncodeToString(h[:8])
 }
 
 // TranscodeOptions configure EncodeSegments.
@@ -590,6 +619,13 @@ type TranscodeOptions struct {
 	// StartSegment: segments before it are finished already; decoding starts
 	// at its first frame.
 	StartSegment int
+	// StartSum, when StartSegment > 0, is the Next of the segment before
+	// it. On a constant-rate source the decoder then seeks to the segment
+	// instead of decoding and dropping every frame before it, and keeps the
+	// seek only if the first frame it yields has this FrameSum; otherwise,
+	// or without StartSum, it decodes from the start (TranscodeResult.Seeked
+	// tells which).
+	StartSum string
 	// OnSegment is called, in order, when a segment's file is complete. It
 	// runs while the next segment encodes; an error stops the pass.
 	OnSegment func(Segment) error
@@ -645,8 +681,9 @@ func SegmentFrames(vs VideoStream, segmentSeconds float64) int {
 type TranscodeResult struct {
 	Stream        VideoStream `json:"stream"`
 	SegmentFrames int         `json:"segment_frames"`
-	Segments      []Segment   `json:"segments"` // encoded by this call
-	Frames        int         `json:"frames"`   // total, counting the segments before StartSegment
+	Segments      []Segment   `json:"segments"`         // encoded by this call
+	Frames        int         `json:"frames"`           // total, counting the segments before StartSegment
+	Seeked        bool        `json:"seeked,omitempty"` // StartSegment was reached by an input seek
 }
 
 // SegmentPath is where EncodeSegments writes segment i in dir.
@@ -684,18 +721,49 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	} else if vs, err = ProbeStream(ctx, src); err != nil {
 		return TranscodeResult{}, err
 	}
-	res := TranscodeResult{Stream: vs, SegmentFrames: SegmentFrames(vs, opt.SegmentSeconds)}
+	segFrames := SegmentFrames(vs, opt.SegmentSeconds)
+	if start := opt.StartSegment * segFrames; opt.StartSum != "" && start > 0 && vs.ConstantRate && !vs.Still && vs.FPS > 0 {
+		// A quarter frame early: the frame due at the segment's start is
+		// kept even if its timestamp is a little early, and the fps filter
+		// rounds every on-grid timestamp to the slot a decode from the
+		// start gives it.
+		res, err := encodeFrom(ctx, src, opt, vs, enc, workers, transform, (float64(start)-0.25)/vs.FPS)
+		if !errors.Is(err, errSeekMissed) {
+			return res, err
+		}
+	}
+	return encodeFrom(ctx, src, opt, vs, enc, workers, transform, 0)
+}
+
+// errSeekMissed: a resume's input seek did not land on the frame
+// TranscodeOptions.StartSum names (or found none); nothing was encoded.
+var errSeekMissed = errors.New("input seek missed the segment's first frame")
+
+// encodeFrom is EncodeSegments with the resume's input seek resumeSeek
+// (seconds; 0: decode from the start and drop the frames before
+// StartSegment).
+func encodeFrom(ctx context.Context, src string, opt TranscodeOptions, vs VideoStream, enc EncodeOptions, workers int,
+	transform func(RawFrame) error, resumeSeek float64) (TranscodeResult, error) {
+	res := TranscodeResult{Stream: vs, SegmentFrames: SegmentFrames(vs, opt.SegmentSeconds), Seeked: resumeSeek > 0}
 	start := opt.StartSegment * res.SegmentFrames
 	res.Frames = start
 
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	dec, err := startDecoder(ctx, src, decodeSpec{rate: vs.Rate, startFrame: start, seek: opt.SeekSeconds, maxFrames: opt.MaxFrames})
+	spec := decodeSpec{rate: vs.Rate, startFrame: start, seek: opt.SeekSeconds, maxFrames: opt.MaxFrames}
+	p := &pipeline{ctx: ctx, cancel: cancel, src: src, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
+	if !opt.Whole && opt.MaxFrames == 0 {
+		p.sums = map[int]string{}
+	}
+	if resumeSeek > 0 {
+		spec.startFrame, spec.seek = 0, resumeSeek
+		p.wantFirst = opt.StartSum
+	}
+	dec, err := startDecoder(ctx, src, spec)
 	if err != nil {
 		return res, err
 	}
-	p := &pipeline{ctx: ctx, cancel: cancel, src: src, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
 	// The first encoder starts now, not at the first frame: its start-up
 	// (tens of ms) overlaps the decoder's.
 	loopErr := p.startSegment(opt.StartSegment)
@@ -747,6 +815,14 @@ type pipeline struct {
 
 	header []byte
 
+	// sums holds the FrameSum of each segment's first frame (read but not
+	// yet reported as a finished segment's Next); nil when nobody resumes
+	// this pass. wantFirst is the sum the first frame must have (a resume
+	// by seek).
+	sumMu     sync.Mutex
+	sums      map[int]string
+	wantFirst string
+
 	// The segment being encoded.
 	cur       *ffmpegProc
 	curW      *bufio.Writer
@@ -767,6 +843,10 @@ type job struct {
 func (p *pipeline) run(r io.Reader, workers, start int) error {
 	br := bufio.NewReaderSize(r, rawBufSize)
 	h, err := readY4MHeader(br)
+	if err == io.EOF && p.wantFirst != "" {
+		p.abortCurrent()
+		return errSeekMissed // the frame it was sent for is there
+	}
 	if err == io.EOF {
 		p.abortCurrent() // nothing left after start: every segment is done
 		return nil
@@ -808,11 +888,18 @@ func (p *pipeline) run(r io.Reader, workers, start int) error {
 				return
 			}
 			if err := readY4MFrame(br, buf); err != nil {
-				if err == io.EOF {
+				switch {
+				case err == io.EOF && i == start && p.wantFirst != "":
+					err = errSeekMissed
+				case err == io.EOF:
 					err = nil
-				} else {
+				default:
 					err = &ffmpegOutputError{err}
 				}
+				readErr <- err
+				return
+			}
+			if err := p.noteFirst(i, buf); err != nil {
 				readErr <- err
 				return
 			}
@@ -857,6 +944,22 @@ func (p *pipeline) run(r io.Reader, workers, start int) error {
 		return werr
 	}
 	p.finishCurrent()
+	return nil
+}
+
+// noteFirst records the FrameSum of frame i (raw planes buf, not yet
+// transformed) when it starts a segment, and checks a resume's seek.
+func (p *pipeline) noteFirst(i int, buf []byte) error {
+	if p.sums == nil || i%p.res.SegmentFrames != 0 {
+		return nil
+	}
+	sum := FrameSum(buf)
+	if p.wantFirst != "" && i == p.opt.StartSegment*p.res.SegmentFrames && sum != p.wantFirst {
+		return errSeekMissed
+	}
+	p.sumMu.Lock()
+	p.sums[i] = sum
+	p.sumMu.Unlock()
 	return nil
 }
 
@@ -934,6 +1037,14 @@ func (p *pipeline) finishCurrent() {
 	}
 	enc, w, seg, tmp := p.cur, p.curW, p.curSeg, p.curTmp
 	p.cur, p.curW = nil, nil
+	if p.sums != nil {
+		// The next segment's first frame, when it was read, has been
+		// summed: the reader sums before the frame goes on to be written.
+		p.sumMu.Lock()
+		seg.Next = p.sums[seg.FirstFrame+seg.Frames]
+		delete(p.sums, seg.FirstFrame)
+		p.sumMu.Unlock()
+	}
 	prev := p.finishing
 	done := make(chan struct{})
 	p.finishing = done

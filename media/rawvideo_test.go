@@ -272,6 +272,97 @@ func TestEncodeSegmentsResume(t *testing.T) {
 	}
 }
 
+// TestEncodeSegmentsResumeSeek: a retry given the finished segments' Next
+// seeks to its first segment and yields exactly the frames a decode from
+// the start gives there (compared by FrameSum, before the transform), on a
+// generated clip and on a real camera clip; a wrong StartSum or a
+// variable-rate source falls back to decoding from the start, with the same
+// frames.
+func TestEncodeSegmentsResumeSeek(t *testing.T) {
+	for _, c := range []struct {
+		name, src string
+		segSecs   float64
+		crashAt   int // the first attempt stops after this segment
+	}{
+		{"lavfi", lavfiClip(t), 1, 1},
+		{"car", testenv.SharedVideo(t, "car-detection.mp4"), 4, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			var want []string
+			vs, err := Decode(ctx, c.src, DecodeOptions{}, func(f RawFrame) error {
+				want = append(want, FrameSum(slices.Concat(f.Y, f.U, f.V)))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !vs.ConstantRate {
+				t.Fatalf("%s probes as variable-rate: %+v", c.name, vs)
+			}
+			opt := TranscodeOptions{Encode: EncodeOptions{CRF: 30, Preset: "ultrafast"}, SegmentSeconds: c.segSecs,
+				WorkDir: t.TempDir(), Workers: 2}
+			crash := errors.New("worker died")
+			var done []Segment
+			opt.OnSegment = func(s Segment) error {
+				done = append(done, s)
+				if s.Index == c.crashAt {
+					return crash
+				}
+				return nil
+			}
+			if _, err := EncodeSegments(ctx, c.src, opt, stamping); !errors.Is(err, crash) {
+				t.Fatalf("first attempt: %v, want the OnSegment error", err)
+			}
+			for _, s := range done {
+				if next := s.FirstFrame + s.Frames; s.Next != want[next] {
+					t.Fatalf("segment %d: Next %q, want the sum of frame %d, %q", s.Index, s.Next, next, want[next])
+				}
+			}
+			opt.OnSegment = nil
+			opt.StartSegment = c.crashAt + 1
+			start := opt.StartSegment * done[0].Frames
+			for _, tc := range []struct {
+				name       string
+				sum        string
+				rate       bool // ConstantRate as probed
+				wantSeeked bool
+			}{
+				{"seek", done[c.crashAt].Next, true, true},
+				{"wrong sum", "0123456789abcdef", true, false},
+				{"variable rate", done[c.crashAt].Next, false, false},
+			} {
+				o := opt
+				o.StartSum = tc.sum
+				s := vs
+				s.ConstantRate = tc.rate
+				o.Stream = &s
+				var mu sync.Mutex
+				got := map[int]string{}
+				res, err := EncodeSegments(ctx, c.src, o, func(f RawFrame) error {
+					sum := FrameSum(slices.Concat(f.Y, f.U, f.V))
+					mu.Lock()
+					got[f.Index] = sum
+					mu.Unlock()
+					return stamping(f)
+				})
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if res.Seeked != tc.wantSeeked || res.Frames != len(want) || len(got) != len(want)-start {
+					t.Fatalf("%s: seeked %t, %d frames in all, %d decoded; want seeked %t, %d and %d",
+						tc.name, res.Seeked, res.Frames, len(got), tc.wantSeeked, len(want), len(want)-start)
+				}
+				for i := start; i < len(want); i++ {
+					if got[i] != want[i] {
+						t.Fatalf("%s: frame %d is not the source's frame %d", tc.name, i, i)
+					}
+				}
+			}
+		})
+	}
+}
+
 // ffmpegChildren lists the ffmpeg processes whose parent is this process.
 func ffmpegChildren(t *testing.T) []string {
 	t.Helper()
@@ -704,4 +795,53 @@ func TestSegmentFrames(t *testing.T) {
 			t.Errorf("%dx%d at %g fps, %g s: %d frames, want %d", c.w, c.h, c.fps, c.secs, got, c.want)
 		}
 	}
+}
+
+// TestResumeBench times a retry of the last segment of a minute of 1080p60
+// (Big Buck Bunny's 10 s looped 6 times; 10-s segments, x264 veryfast CRF
+// 23) resumed by an input seek and by decoding and dropping the 50 s
+// before it, alternating, and prints medians and the per-pair ratios.
+func TestResumeBench(t *testing.T) {
+	if os.Getenv("LESSONFLOW_BENCH_RESUME") == "" {
+		t.Skip("a benchmark: run with LESSONFLOW_BENCH_RESUME=1")
+	}
+	src := testenv.Clip(t, "resume-bench-bbb-1080p60-60s.mp4", "-stream_loop", "5",
+		"-i", testenv.SharedVideo(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), "-c", "copy")
+	ctx := context.Background()
+	opt := TranscodeOptions{Encode: EncodeOptions{CRF: 23, Preset: "veryfast"}, SegmentSeconds: 10, WorkDir: t.TempDir()}
+	crash := errors.New("worker died")
+	var next string
+	opt.OnSegment = func(s Segment) error {
+		if s.Index == 4 {
+			next = s.Next
+			return crash
+		}
+		return nil
+	}
+	if _, err := EncodeSegments(ctx, src, opt, func(RawFrame) error { return nil }); !errors.Is(err, crash) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	opt.OnSegment, opt.StartSegment = nil, 5
+	run := func(sum string) time.Duration {
+		o := opt
+		o.StartSum = sum
+		start := time.Now()
+		res, err := EncodeSegments(ctx, src, o, func(RawFrame) error { return nil })
+		if err != nil || res.Seeked != (sum != "") || len(res.Segments) != 1 {
+			t.Fatalf("resume (sum %q): %+v, %v", sum, res, err)
+		}
+		return time.Since(start)
+	}
+	var seek, full []time.Duration
+	var ratios []float64
+	for range 3 {
+		s, f := run(next), run("")
+		seek, full = append(seek, s), append(full, f)
+		ratios = append(ratios, f.Seconds()/s.Seconds())
+	}
+	slices.Sort(seek)
+	slices.Sort(full)
+	slices.Sort(ratios)
+	t.Logf("resume of the last 10-s segment of 60 s of 1080p60, medians of 3: by seek %.2f s, decoding from the start %.2f s: %.2fx (pairs %.2f-%.2f)",
+		seek[1].Seconds(), full[1].Seconds(), full[1].Seconds()/seek[1].Seconds(), ratios[0], ratios[2])
 }

@@ -2,6 +2,8 @@ package watermark
 
 import (
 	"math/rand"
+	"os"
+	"strconv"
 	"testing"
 )
 
@@ -83,5 +85,44 @@ func TestListViterbi(t *testing.T) {
 	t.Logf("bit SNR 0.9: best path %d of %d, 8 paths %d", ok1, n, ok8)
 	if ok8 <= ok1 || ok8 < n*85/100 {
 		t.Errorf("8 paths decode %d of %d words, the best path alone %d", ok8, n, ok1)
+	}
+}
+
+// TestCodeThreshold is a channel-code experiment (WM_CODESIM=1;
+// WM_CODESIM_CELLS the data cells per tile, default dataCells): words
+// decoded exactly, out of 600, when every data cell carries its coded bit's
+// chip at the given amplitude over unit Gaussian noise, through the
+// detector's list decoder and tag test. It prices code changes in dB
+// without a video (README, "Ninth round").
+func TestCodeThreshold(t *testing.T) {
+	if os.Getenv("WM_CODESIM") == "" {
+		t.Skip("code experiment: set WM_CODESIM=1")
+	}
+	cells, err := strconv.Atoi(envOr("WM_CODESIM_CELLS", strconv.Itoa(dataCells)))
+	if err != nil || cells < codedBits {
+		t.Fatalf("WM_CODESIM_CELLS: want at least %d cells", codedBits)
+	}
+	secret := []byte("0123456789abcdef")
+	for _, amp := range []float64{0.44, 0.48, 0.52, 0.56, 0.60, 0.65, 0.70} {
+		r := rand.New(rand.NewSource(7))
+		ok := 0
+		for range 600 {
+			p := Payload(r.Uint64())
+			coded := convEncode(infoWord(secret, p))
+			soft := make([]float64, len(coded))
+			for c := range cells {
+				b := c % len(coded)
+				soft[b] += float64(2*int(coded[b])-1)*amp + r.NormFloat64()
+			}
+			for _, path := range listViterbi(soft, infoBits, listSize) {
+				if q, tg := decodeInfo(path); tg == tag(secret, q) {
+					if q == p {
+						ok++
+					}
+					break
+				}
+			}
+		}
+		t.Logf("CODESIM K=%d, %d coded bits on %d cells, chip amplitude %.2f: %d/600", convK, codedBits, cells, amp, ok)
 	}
 }

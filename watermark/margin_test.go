@@ -26,30 +26,7 @@ func TestMargin(t *testing.T) {
 	n, _ := strconv.Atoi(envOr("WM_FRAMES", "256"))
 	x := markExperiment(t, clip, n)
 	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
-	x264 := func(crf string) []string {
-		return []string{"-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-pix_fmt", "yuv420p"}
-	}
-	x265 := func(crf string) []string {
-		return []string{"-c:v", "libx265", "-preset", "ultrafast", "-crf", crf, "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"}
-	}
-	rendPath := encode(t, x.c, fr, x264("23")...)
-	attacks := map[string]func() *rawClip{
-		"raw":   func() *rawClip { return x.c },
-		"crf23": func() *rawClip { return decodeRaw(t, rendPath, "", 0) },
-		"x264-28": func() *rawClip {
-			return decodeRaw(t, encode(t, decodeRaw(t, rendPath, "", 0), fr, x264("28")...), "", 0)
-		},
-		"x264-35": func() *rawClip {
-			return decodeRaw(t, encode(t, decodeRaw(t, rendPath, "", 0), fr, x264("35")...), "", 0)
-		},
-		"x265-28": func() *rawClip {
-			return decodeRaw(t, encode(t, decodeRaw(t, rendPath, "", 0), fr, x265("28")...), "", 0)
-		},
-		"x265-35": func() *rawClip {
-			return decodeRaw(t, encode(t, decodeRaw(t, rendPath, "", 0), fr, x265("35")...), "", 0)
-		},
-		"combined": func() *rawClip { return combinedAttack(t, rendPath, fr) },
-	}
+	rendPath := encode(t, x.c, fr, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p")
 	type variant struct {
 		name  string
 		apply func()
@@ -79,11 +56,7 @@ func TestMargin(t *testing.T) {
 	}
 	defer base()
 	for _, an := range strings.Fields(envOr("WM_ATTACKS", "x264-28 x265-28 x264-35 combined")) {
-		mk, ok := attacks[an]
-		if !ok {
-			t.Fatalf("unknown attack %q", an)
-		}
-		a := mk()
+		a := attacked(t, x, rendPath, fr, an)
 		for _, v := range vs {
 			v.apply()
 			exact, tot, snrs := x.windows(t, a, 32, nil)
@@ -91,6 +64,34 @@ func TestMargin(t *testing.T) {
 				snrs[len(snrs)/2], snrs[0], fmtFloats(snrs))
 		}
 	}
+}
+
+// attacked is the experiments' attack name on the CRF 23 rendition at
+// rendPath of x: "raw" (the marked frames, no codec), "crf23" (the
+// rendition), "x264-28", "x264-35", "x265-28", "x265-35" (re-encodes) or
+// "combined" (combinedAttack).
+func attacked(t *testing.T, x experiment, rendPath, fr, name string) *rawClip {
+	t.Helper()
+	reencode := func(args ...string) *rawClip {
+		return decodeRaw(t, encode(t, decodeRaw(t, rendPath, "", 0), fr, append(args, "-pix_fmt", "yuv420p")...), "", 0)
+	}
+	x265 := func(crf string) *rawClip {
+		return reencode("-c:v", "libx265", "-preset", "ultrafast", "-crf", crf, "-x265-params", "log-level=error")
+	}
+	switch name {
+	case "raw":
+		return x.c
+	case "crf23":
+		return decodeRaw(t, rendPath, "", 0)
+	case "x264-28", "x264-35":
+		return reencode("-c:v", "libx264", "-preset", "veryfast", "-crf", strings.TrimPrefix(name, "x264-"))
+	case "x265-28", "x265-35":
+		return x265(strings.TrimPrefix(name, "x265-"))
+	case "combined":
+		return combinedAttack(t, rendPath, fr)
+	}
+	t.Fatalf("unknown attack %q", name)
+	return nil
 }
 
 // combinedAttack is the bench's combined attack on the rendition: crop to
