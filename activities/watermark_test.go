@@ -337,7 +337,8 @@ func (fx *wmFixture) retry(t *testing.T, wantResumed int) WatermarkResult {
 // upscaled to 720p look flat enough for the block grid, but the trial
 // encode finds the fine grid cheaper there (README, "grid choice": +3.5%
 // against +13.4%) and picks it; a slide keeps the block grid; without a
-// trial the keyframe rule alone decides.
+// trial the keyframe rule alone decides. The trial encodes the frames'
+// central quarter (720p), and whole frames make the same choice.
 func TestChooseWatermarkGridTrial(t *testing.T) {
 	kr, err := watermark.ParseKeyring(testKeyring)
 	if err != nil {
@@ -368,21 +369,26 @@ func TestChooseWatermarkGridTrial(t *testing.T) {
 		if g, err := ChooseWatermarkGrid(ctx, c.path, vs, GridTrial{}); err != nil || g != c.keyframes {
 			t.Errorf("%s, keyframes only: %v %v, want %v", c.name, g, err, c.keyframes)
 		}
-		fine, err := trialSize(ctx, c.path, vs, trial, watermark.GridFine)
-		if err != nil {
-			t.Fatal(err)
-		}
-		block, err := trialSize(ctx, c.path, vs, trial, watermark.GridBlock)
-		if err != nil {
-			t.Fatal(err)
+		// The trial encodes the frames' centre (720p); whole frames pick alike.
+		var sizes [2][2]int64 // [centre][grid]
+		for ci, centre := range []bool{true, false} {
+			for gi, g := range []watermark.Grid{watermark.GridFine, watermark.GridBlock} {
+				if sizes[ci][gi], err = trialSize(ctx, c.path, vs, trial, g, centre); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		g, err := ChooseWatermarkGrid(ctx, c.path, vs, trial)
-		t.Logf("%s: trial sizes fine %d, block %d bytes: %v", c.name, fine, block, g)
+		t.Logf("%s: trial sizes fine %d, block %d bytes (whole frames: %d, %d): %v", c.name,
+			sizes[0][0], sizes[0][1], sizes[1][0], sizes[1][1], g)
 		if err != nil || g != c.want {
 			t.Errorf("%s, with the trial: %v %v, want %v", c.name, g, err, c.want)
 		}
+		if centre, whole := sizes[0][1] <= sizes[0][0], sizes[1][1] <= sizes[1][0]; centre != whole {
+			t.Errorf("%s: the centre's trial picks block %t, whole frames' %t", c.name, centre, whole)
+		}
 	}
-	if _, err := trialSize(ctx, filepath.Join(t.TempDir(), "missing.mp4"), media.VideoStream{Width: 1280, Height: 720, FPS: 25, Rate: "25/1", DurationSec: 6}, trial, watermark.GridFine); err == nil {
+	if _, err := trialSize(ctx, filepath.Join(t.TempDir(), "missing.mp4"), media.VideoStream{Width: 1280, Height: 720, FPS: 25, Rate: "25/1", DurationSec: 6}, trial, watermark.GridFine, true); err == nil {
 		t.Error("a trial on a missing file succeeded")
 	}
 }

@@ -639,6 +639,11 @@ type TranscodeOptions struct {
 	// need StartSegment 0 and not Whole.
 	SeekSeconds float64
 	MaxFrames   int
+	// EncodeCenter, on a sample, encodes only the central quarter of every
+	// frame (half its width and height, on the 16-px macroblock grid; the
+	// whole frame still goes through the transform): a quarter of the
+	// encoding work to probe what the frames cost.
+	EncodeCenter bool
 	// Whole encodes the pass as one segment that is the finished rendition:
 	// the source's audio muxed in, +faststart, never cut (StartSegment must
 	// be 0). For videos that fit one segment (FitsOneSegment), where a retry
@@ -709,6 +714,9 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	}
 	if opt.SeekSeconds < 0 || opt.MaxFrames < 0 || (opt.SeekSeconds > 0 || opt.MaxFrames > 0) && (opt.StartSegment != 0 || opt.Whole) {
 		return TranscodeResult{}, fmt.Errorf("encode segments: a sample (seek %g s, %d frames) starts at segment 0 and is not whole", opt.SeekSeconds, opt.MaxFrames)
+	}
+	if opt.EncodeCenter && opt.MaxFrames == 0 {
+		return TranscodeResult{}, errors.New("encode segments: only a sample (MaxFrames) may encode the frames' centre alone")
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -1009,8 +1017,15 @@ func (p *pipeline) startSegment(index int) error {
 	args := append([]string{"-f", "yuv4mpegpipe", "-i", "pipe:0"}, ain...)
 	args = append(args, "-map", "0:v",
 		"-c:v", "libx264", "-preset", p.enc.Preset, "-crf", strconv.Itoa(p.enc.CRF), "-pix_fmt", "yuv420p")
+	var vf []string
+	if p.opt.EncodeCenter { // sized from the frames as decoded (after any rotation)
+		vf = append(vf, "crop=w=trunc(iw/32)*16:h=trunc(ih/32)*16:x=trunc((iw-ow)/32)*16:y=trunc((ih-oh)/32)*16")
+	}
 	if p.vs.SAR != "" {
-		args = append(args, "-vf", "setsar="+strings.Replace(p.vs.SAR, ":", "/", 1))
+		vf = append(vf, "setsar="+strings.Replace(p.vs.SAR, ":", "/", 1))
+	}
+	if len(vf) > 0 {
+		args = append(args, "-vf", strings.Join(vf, ","))
 	}
 	args = append(args, aout...)
 	args = append(args, "-map_metadata", "-1", "-f", "mp4", "file:"+tmp)

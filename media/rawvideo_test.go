@@ -430,6 +430,27 @@ func TestEncodeSegmentsSample(t *testing.T) {
 	if _, err := Decode(context.Background(), res.Segments[0].Path, DecodeOptions{}, func(RawFrame) error { n++; return nil }); err != nil || n != 25 {
 		t.Fatalf("the sample's segment holds %d frames (%v), want 25", n, err)
 	}
+	// EncodeCenter: the sample encodes the central quarter of each frame,
+	// on the macroblock grid (320x240 → 160x112), all of it through the
+	// transform.
+	centre := opt
+	centre.WorkDir, centre.EncodeCenter = t.TempDir(), true
+	var full atomic.Bool
+	res, err = EncodeSegments(context.Background(), src, centre, func(f RawFrame) error {
+		full.Store(f.Width == 320 && f.Height == 240)
+		return nil
+	})
+	if err != nil || !full.Load() || len(res.Segments) != 1 {
+		t.Fatalf("centre sample: %+v, %v; the transform saw whole frames: %t", res, err, full.Load())
+	}
+	if _, err := Decode(context.Background(), res.Segments[0].Path, DecodeOptions{MaxFrames: 1}, func(f RawFrame) error {
+		if f.Width != 160 || f.Height != 112 {
+			return fmt.Errorf("centre sample is %dx%d, want 160x112", f.Width, f.Height)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// A seek past the end (a container's wrong duration) finds no frame:
 	// an error, but not one that calls the source invalid.
 	var invalid *InvalidError
@@ -440,6 +461,7 @@ func TestEncodeSegmentsSample(t *testing.T) {
 	}
 	for _, bad := range []TranscodeOptions{
 		{StartSegment: 1, SeekSeconds: 2}, {Whole: true, MaxFrames: 10}, {SeekSeconds: -1}, {MaxFrames: -1},
+		{EncodeCenter: true}, // not a sample
 	} {
 		bad.Encode, bad.WorkDir = opt.Encode, opt.WorkDir
 		if _, err := EncodeSegments(context.Background(), src, bad, func(RawFrame) error { return nil }); err == nil {
