@@ -18,6 +18,7 @@ import (
 
 	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/leak"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/watermark"
 )
@@ -81,6 +82,9 @@ func TestWatermarkBench(t *testing.T) {
 		grid                                   watermark.Grid
 		rates                                  []string
 		combined                               string
+		// traced: per re-encoding attack, then the combined one, what the
+		// product's tracing path (package leak) answers on the whole copy.
+		traced []string
 	}
 	var stats []clipStats
 	var embed1080, detect1080 []float64
@@ -138,6 +142,7 @@ func TestWatermarkBench(t *testing.T) {
 			if a.enc != nil {
 				src = filepath.Join(dir, "attacked.mp4")
 				wmFFmpeg(t, append(append([]string{"-i", master}, a.enc...), src)...)
+				cs.traced = append(cs.traced, wmTrace(t, kr, src, payload))
 			}
 			wins := []int{32}
 			if a.tenSec {
@@ -157,6 +162,7 @@ func TestWatermarkBench(t *testing.T) {
 		// payload as frames accumulate from the start and from mid-clip.
 		comb := filepath.Join(dir, "combined.mp4")
 		wmFFmpeg(t, append(append([]string{"-i", master, "-vf", "crop=trunc(iw*0.45)*2:trunc(ih*0.45)*2,scale=640:360,lutyuv=y=val*1.1"}, x264(28)...), comb)...)
+		cs.traced = append(cs.traced, wmTrace(t, kr, comb, payload))
 		var worst float64
 		for _, from := range []float64{0, float64(c.secs) / 2} {
 			s := wmTimeToExact(t, kr, comb, from, c.fps, payload)
@@ -250,12 +256,50 @@ func TestWatermarkBench(t *testing.T) {
 		}
 		fmt.Fprintf(&b, " %s |\n", anchor[a.name])
 	}
+	fmt.Fprintf(&b, "\nThe tracing path (package leak: `watermark detect` and the API; up to 30 s at 12 fps or less, one decision) on the whole re-encoded copy\n\n| attack |")
+	for _, c := range clips {
+		fmt.Fprintf(&b, " %s |", c.name)
+	}
+	b.WriteString("\n|---|")
+	for range clips {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	var traced []string
+	for _, a := range attacks {
+		if a.enc != nil {
+			traced = append(traced, a.name)
+		}
+	}
+	for ai, name := range append(traced, "combined") {
+		fmt.Fprintf(&b, "| %s |", name)
+		for i := range clips {
+			fmt.Fprintf(&b, " %s |", stats[i].traced[ai])
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "\n| whole video pass (decode + mark + encode, CRF 23 veryfast) | media.Transcode | plain ffmpeg | ratio of medians | per-pair median |\n|---|---|---|---|---|\n%s\n",
 		strings.Join(passRows, "\n"))
 	fmt.Print(b.String())
 	if out := os.Getenv("LESSONFLOW_BENCH_OUT"); out != "" {
 		os.WriteFile(out, []byte(b.String()), 0o644)
 	}
+}
+
+// wmTrace runs the tracing path on the copy at path: "found" (the exact
+// payload, with the frames it read), "not found", or the wrong id.
+func wmTrace(t *testing.T, kr watermark.Keyring, path string, want watermark.Payload) string {
+	t.Helper()
+	rep, err := leak.Detect(context.Background(), kr, path, leak.Options{})
+	switch {
+	case err != nil:
+		t.Fatalf("trace %s: %v", path, err)
+	case !rep.Found:
+		return fmt.Sprintf("not found (%d frames)", rep.Frames)
+	case rep.Payload != want.String():
+		return "wrong id " + rep.Payload
+	}
+	return fmt.Sprintf("found (%d frames)", rep.Frames)
 }
 
 type wmClip struct {
