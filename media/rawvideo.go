@@ -853,7 +853,7 @@ func (p *pipeline) run(r io.Reader, workers, start int) error {
 	h, err := readY4MHeader(br)
 	if err == io.EOF && p.wantFirst != "" {
 		p.abortCurrent()
-		return errSeekMissed // the frame it was sent for is there
+		return errSeekMissed // StartSum was taken from a frame there: the seek overshot
 	}
 	if err == io.EOF {
 		p.abortCurrent() // nothing left after start: every segment is done
@@ -958,16 +958,18 @@ func (p *pipeline) run(r io.Reader, workers, start int) error {
 // noteFirst records the FrameSum of frame i (raw planes buf, not yet
 // transformed) when it starts a segment, and checks a resume's seek.
 func (p *pipeline) noteFirst(i int, buf []byte) error {
-	if p.sums == nil || i%p.res.SegmentFrames != 0 {
+	if i%p.res.SegmentFrames != 0 || (p.sums == nil && p.wantFirst == "") {
 		return nil
 	}
 	sum := FrameSum(buf)
 	if p.wantFirst != "" && i == p.opt.StartSegment*p.res.SegmentFrames && sum != p.wantFirst {
 		return errSeekMissed
 	}
-	p.sumMu.Lock()
-	p.sums[i] = sum
-	p.sumMu.Unlock()
+	if p.sums != nil {
+		p.sumMu.Lock()
+		p.sums[i] = sum
+		p.sumMu.Unlock()
+	}
 	return nil
 }
 
