@@ -275,7 +275,7 @@ func TestEncodeSegmentsResume(t *testing.T) {
 // TestEncodeSegmentsResumeSeek: a retry given the finished segments' Next
 // seeks to its first segment and yields exactly the frames a decode from
 // the start gives there (compared by FrameSum, before the transform), on a
-// generated clip and on a real camera clip; a wrong StartSum or a
+// generated clip and on the four shared clips; a wrong StartSum or a
 // variable-rate source falls back to decoding from the start, with the same
 // frames.
 func TestEncodeSegmentsResumeSeek(t *testing.T) {
@@ -286,8 +286,15 @@ func TestEncodeSegmentsResumeSeek(t *testing.T) {
 	}{
 		{"lavfi", lavfiClip(t), 1, 1},
 		{"car", testenv.SharedVideo(t, "car-detection.mp4"), 4, 2},
+		// The other shared clips: 24 fps and 60 fps 1080p, 432p (about 50 s).
+		{"sintel", testenv.SharedVideo(t, "Sintel_1080_10s_2MB.mp4"), 2, 2},
+		{"bbb", testenv.SharedVideo(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), 2, 1},
+		{"person", testenv.SharedVideo(t, "one-by-one-person-detection.mp4"), 5, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if testing.Short() && c.name != "lavfi" && c.name != "car" {
+				t.Skip("long: not in -short")
+			}
 			ctx := context.Background()
 			var want []string
 			vs, err := Decode(ctx, c.src, DecodeOptions{}, func(f RawFrame) error {
