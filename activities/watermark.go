@@ -366,12 +366,14 @@ type GridTrial struct {
 // ChooseWatermarkGrid picks the grid for the video at src (probed as vs).
 // Up to gridSampleFrames of its keyframes, spread over its length, rule
 // out the block grid for busy content (only keyframes are decoded: a
-// fraction of a second). When they allow it, flatness alone does not tell
-// which grid costs fewer bits (README, "grid choice": an upscaled still
+// fraction of a second). When they allow it but are not screen-flat
+// (GridChooser.Decisive), flatness alone does not tell which grid costs
+// fewer bits (README, "grid choice": an upscaled still
 // camera and Sintel look equally flat, and the block grid costs the one
 // +13% against the fine grid's +4-6% and saves the other two thirds), so
-// with a trial the same gridTrialSeconds of the video (from its middle, at
-// most gridTrialLatest seconds in) are marked on each grid and encoded as
+// with a trial the same gridTrialSeconds of the video (from the keyframe at
+// or before its middle, at most gridTrialLatest seconds in) are marked on
+// each grid and encoded as
 // the rendition will be (from 720p, only the frames' central quarter), and
 // the smaller file wins. Both grids survive the
 // bench's attacks on every clip the keyframe rule lets through. The choice
@@ -389,7 +391,9 @@ func ChooseWatermarkGrid(ctx context.Context, src string, vs media.VideoStream, 
 	if err != nil {
 		return watermark.GridFine, fmt.Errorf("choose watermark grid: %w", err)
 	}
-	if gc.Grid() != watermark.GridBlock || trial.Embedder == nil {
+	// Screen content flat enough to be decisive skips the trial: on a
+	// 10-s 1080p slide the trial cost as much as half the plain transcode.
+	if gc.Grid() != watermark.GridBlock || gc.Decisive() || trial.Embedder == nil {
 		return gc.Grid(), nil
 	}
 	// The two trials run at once: each has serial stretches (the seek's
@@ -438,12 +442,14 @@ func trialSize(ctx context.Context, src string, vs media.VideoStream, trial Grid
 	var size int64
 	// One segment, from an input seek: the decoder skips what comes before
 	// and nothing after it is encoded (on a 10-s Sintel, the choice's median
-	// went from 5.55 to 5.06 s; the two encodes are the rest).
+	// went from 5.55 to 5.06 s; the two encodes are the rest). It starts at
+	// the keyframe the seek lands on: decoding on from there to the seek
+	// point doubled the decode of a clip with one keyframe (Sintel's at 0).
 	segFrames := media.SegmentFrames(vs, gridTrialSeconds)
 	marker := trial.Embedder.Video(trial.Payload, g, segFrames)
 	_, err = media.EncodeSegments(ctx, src, media.TranscodeOptions{
 		Encode: trial.Encode, SegmentSeconds: gridTrialSeconds, Stream: &vs, WorkDir: dir,
-		SeekSeconds: float64(start * gridTrialSeconds), MaxFrames: segFrames,
+		SeekSeconds: float64(start * gridTrialSeconds), SeekKeyframe: true, MaxFrames: segFrames,
 		EncodeCenter: centre,
 		OnSegment: func(s media.Segment) error {
 			st, err := os.Stat(s.Path)

@@ -338,7 +338,9 @@ func (fx *wmFixture) retry(t *testing.T, wantResumed int) WatermarkResult {
 // encode finds the fine grid cheaper there (README, "grid choice": +3.5%
 // against +13.4%) and picks it; a slide keeps the block grid; without a
 // trial the keyframe rule alone decides. The trial encodes the frames'
-// central quarter (720p), and whole frames make the same choice.
+// central quarter (720p), and whole frames make the same choice. The
+// slide's keyframes are flat enough to be decisive: its choice runs no
+// trial, the camera's does.
 func TestChooseWatermarkGridTrial(t *testing.T) {
 	kr, err := watermark.ParseKeyring(testKeyring)
 	if err != nil {
@@ -358,9 +360,10 @@ func TestChooseWatermarkGridTrial(t *testing.T) {
 	for _, c := range []struct {
 		name, path      string
 		keyframes, want watermark.Grid
+		trialRuns       bool
 	}{
-		{"upscaled camera", car, watermark.GridBlock, watermark.GridFine},
-		{"slide", slide, watermark.GridBlock, watermark.GridBlock},
+		{"upscaled camera", car, watermark.GridBlock, watermark.GridFine, true},
+		{"slide", slide, watermark.GridBlock, watermark.GridBlock, false},
 	} {
 		vs, err := media.ProbeStream(ctx, c.path)
 		if err != nil {
@@ -386,6 +389,13 @@ func TestChooseWatermarkGridTrial(t *testing.T) {
 		}
 		if centre, whole := sizes[0][1] <= sizes[0][0], sizes[1][1] <= sizes[1][0]; centre != whole {
 			t.Errorf("%s: the centre's trial picks block %t, whole frames' %t", c.name, centre, whole)
+		}
+		// A trial that cannot run fails the choice only where it runs.
+		broken := trial
+		broken.TempDir = filepath.Join(t.TempDir(), "missing")
+		g, err = ChooseWatermarkGrid(ctx, c.path, vs, broken)
+		if ran := err != nil; ran != c.trialRuns || !ran && g != c.want {
+			t.Errorf("%s, trial without a directory: %v %v; want the trial run %t", c.name, g, err, c.trialRuns)
 		}
 	}
 	if _, err := trialSize(ctx, filepath.Join(t.TempDir(), "missing.mp4"), media.VideoStream{Width: 1280, Height: 720, FPS: 25, Rate: "25/1", DurationSec: 6}, trial, watermark.GridFine, true); err == nil {

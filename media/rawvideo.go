@@ -389,6 +389,7 @@ type decodeSpec struct {
 	rate       string  // constant output rate
 	startFrame int     // drop the frames before this one (exact, after the fps filter)
 	seek       float64 // start decoding at about this time (input seek; 0: the start)
+	seekKey    bool    // start at the keyframe the seek finds, not at seek itself
 	maxWidth   int     // downscale to fit (0: full size)
 	maxHeight  int
 	maxSeconds float64 // stop after this much video (0: all)
@@ -419,6 +420,9 @@ func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, 
 	args := []string{"-protocol_whitelist", "file"}
 	if d.keyframes { // the decoder skips every other frame: a fast look over a whole video
 		args = append(args, "-skip_frame", "nokey")
+	}
+	if d.seek > 0 && d.seekKey {
+		args = append(args, "-noaccurate_seek")
 	}
 	if d.seek > 0 {
 		args = append(args, "-ss", strconv.FormatFloat(d.seek, 'f', 3, 64))
@@ -639,6 +643,11 @@ type TranscodeOptions struct {
 	// need StartSegment 0 and not Whole.
 	SeekSeconds float64
 	MaxFrames   int
+	// SeekKeyframe, on a sample, starts it at the keyframe at or before
+	// SeekSeconds instead of decoding and dropping the frames from there
+	// to SeekSeconds: where keyframes are sparse (one at 0 in a 10-s clip)
+	// that pre-roll was most of a sample's decode.
+	SeekKeyframe bool
 	// EncodeCenter, on a sample, encodes only the central quarter of every
 	// frame (half its width and height, on the 16-px macroblock grid; the
 	// whole frame still goes through the transform): a quarter of the
@@ -718,6 +727,9 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if opt.EncodeCenter && opt.MaxFrames == 0 {
 		return TranscodeResult{}, errors.New("encode segments: only a sample (MaxFrames) may encode the frames' centre alone")
 	}
+	if opt.SeekKeyframe && opt.MaxFrames == 0 {
+		return TranscodeResult{}, errors.New("encode segments: only a sample (MaxFrames) may start at a keyframe")
+	}
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -759,7 +771,7 @@ func encodeFrom(ctx context.Context, src string, opt TranscodeOptions, vs VideoS
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	spec := decodeSpec{rate: vs.Rate, startFrame: start, seek: opt.SeekSeconds, maxFrames: opt.MaxFrames}
+	spec := decodeSpec{rate: vs.Rate, startFrame: start, seek: opt.SeekSeconds, seekKey: opt.SeekKeyframe, maxFrames: opt.MaxFrames}
 	p := &pipeline{ctx: ctx, cancel: cancel, src: src, opt: opt, enc: enc, vs: vs, res: &res, transform: transform}
 	if !opt.Whole && opt.MaxFrames == 0 {
 		p.sums = map[int]string{}

@@ -468,11 +468,54 @@ func TestEncodeSegmentsSample(t *testing.T) {
 	}
 	for _, bad := range []TranscodeOptions{
 		{StartSegment: 1, SeekSeconds: 2}, {Whole: true, MaxFrames: 10}, {SeekSeconds: -1}, {MaxFrames: -1},
-		{EncodeCenter: true}, // not a sample
+		{EncodeCenter: true}, {SeekKeyframe: true, SeekSeconds: 2}, // not a sample
 	} {
 		bad.Encode, bad.WorkDir = opt.Encode, opt.WorkDir
 		if _, err := EncodeSegments(context.Background(), src, bad, func(RawFrame) error { return nil }); err == nil {
 			t.Errorf("%+v: no error", bad)
+		}
+	}
+}
+
+// TestEncodeSegmentsSampleKeyframe: with SeekKeyframe a sample starts at
+// the keyframe before its seek point (keyframes every 30 frames: the seek
+// to 2 s, frame 50, starts at frame 30), still MaxFrames long.
+func TestEncodeSegmentsSampleKeyframe(t *testing.T) {
+	src := testenv.Clip(t, "raw-testsrc2-320x240-25-4s-g30.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0")
+	sums := map[int]string{}
+	if _, err := Decode(context.Background(), src, DecodeOptions{}, func(f RawFrame) error {
+		sums[f.Index] = FrameSum(f.Y)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		keyframe bool
+		want     int
+	}{{false, 50}, {true, 30}} {
+		var mu sync.Mutex
+		first := ""
+		res, err := EncodeSegments(context.Background(), src, TranscodeOptions{Encode: EncodeOptions{CRF: 18, Preset: "ultrafast"},
+			SegmentSeconds: 1, WorkDir: t.TempDir(), SeekSeconds: 2, MaxFrames: 25, SeekKeyframe: c.keyframe}, func(f RawFrame) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if f.Index == 0 {
+				first = FrameSum(f.Y)
+			}
+			return nil
+		})
+		if err != nil || res.Frames != 25 {
+			t.Fatalf("keyframe %t: %d frames, %v", c.keyframe, res.Frames, err)
+		}
+		if first != sums[c.want] {
+			at := -1
+			for i, s := range sums {
+				if s == first {
+					at = i
+				}
+			}
+			t.Errorf("keyframe %t: the sample starts at frame %d, want %d", c.keyframe, at, c.want)
 		}
 	}
 }

@@ -28,10 +28,11 @@
 // GridFine's bits and survives H.265 CRF 35 better; on busy camera content
 // it loses (README). GridChooser rules the block grid in or out per
 // video from a sample of keyframes (the pipeline then picks between the
-// grids by a trial encode); the detector needs no hint, the two grids are different zooms
-// of one search. Every keyed choice comes from an
-// HMAC-SHA256 stream of the secret; without the key the pattern can be
-// neither read nor forged.
+// grids by a trial encode, unless GridChooser.Decisive says screen content
+// settles it); the detector needs no hint, the two grids are different
+// zooms of one search. Every keyed choice comes from an HMAC-SHA256 stream
+// of the secret; without the key the pattern can be neither read nor
+// forged.
 //
 // # Masking
 //

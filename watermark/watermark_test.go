@@ -464,26 +464,33 @@ func TestGridChooser(t *testing.T) {
 		return f
 	}
 	for _, c := range []struct {
-		name   string
-		frames []Frame
-		want   Grid
+		name     string
+		frames   []Frame
+		want     Grid
+		decisive bool // no trial needed
 	}{
-		{"white slide 1080p", []Frame{flat(1920, 1080, 235), flat(1920, 1080, 235)}, GridBlock},
-		{"dark editor 720p", []Frame{flat(1280, 720, 20)}, GridBlock},
-		{"textured 1080p", []Frame{naturalFrame(1920, 1080, 3), naturalFrame(1920, 1080, 4)}, GridFine},
-		{"half slide, half texture", []Frame{flat(1920, 1080, 235), naturalFrame(1920, 1080, 5), naturalFrame(1920, 1080, 6)}, GridFine},
+		{"white slide 1080p", []Frame{flat(1920, 1080, 235), flat(1920, 1080, 235)}, GridBlock, true},
+		{"dark editor 720p", []Frame{flat(1280, 720, 20)}, GridBlock, true},
+		{"textured 1080p", []Frame{naturalFrame(1920, 1080, 3), naturalFrame(1920, 1080, 4)}, GridFine, false},
+		{"half slide, half texture", []Frame{flat(1920, 1080, 235), naturalFrame(1920, 1080, 5), naturalFrame(1920, 1080, 6)}, GridFine, false},
 		// A mixed lesson: one textured frame in ten keeps the fine grid (the
 		// block grid would leave its camera part unreadable); one in twenty
 		// does not.
-		{"slides with 1 in 10 camera", append(repeat(flat(1920, 1080, 235), 9), naturalFrame(1920, 1080, 7)), GridFine},
-		{"slides with 1 in 20 camera", append(repeat(flat(1920, 1080, 235), 19), naturalFrame(1920, 1080, 8)), GridBlock},
-		{"slide 432p", []Frame{flat(768, 432, 235)}, GridBlock},
+		{"slides with 1 in 10 camera", append(repeat(flat(1920, 1080, 235), 9), naturalFrame(1920, 1080, 7)), GridFine, false},
+		{"slides with 1 in 20 camera", append(repeat(flat(1920, 1080, 235), 19), naturalFrame(1920, 1080, 8)), GridBlock, true},
+		// The text band covers 11% of the 16x16 blocks at 432p: the trial decides.
+		{"slide 432p", []Frame{flat(768, 432, 235)}, GridBlock, false},
 		// 70% flat, like a still camera's road and sky: enough for 32 px
-		// cells, not for 16 px cells.
-		{"70% flat 1080p", []Frame{partly(1920, 1080, 0.3)}, GridBlock},
-		{"70% flat 432p", []Frame{partly(768, 432, 0.3)}, GridFine},
-		{"slide 480x270", []Frame{flat(480, 270, 235)}, GridFine},
-		{"no frames", nil, GridFine},
+		// cells, not for 16 px cells, and never without a trial.
+		{"70% flat 1080p", []Frame{partly(1920, 1080, 0.3)}, GridBlock, false},
+		{"70% flat 432p", []Frame{partly(768, 432, 0.3)}, GridFine, false},
+		// 85% flat: the block grid, but as flat as camera content gets (an
+		// upscaled still camera reaches 0.88), so the trial decides.
+		{"85% flat 1080p", []Frame{partly(1920, 1080, 0.15)}, GridBlock, false},
+		{"95% flat 1080p", []Frame{partly(1920, 1080, 0.05)}, GridBlock, true},
+		{"slides, 1 in 10 at 85% flat", append(repeat(flat(1920, 1080, 235), 9), partly(1920, 1080, 0.15)), GridBlock, false},
+		{"slide 480x270", []Frame{flat(480, 270, 235)}, GridFine, false},
+		{"no frames", nil, GridFine, false},
 	} {
 		var gc GridChooser
 		for _, f := range c.frames {
@@ -493,6 +500,9 @@ func TestGridChooser(t *testing.T) {
 		}
 		if got := gc.Grid(); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+		if got := gc.Decisive(); got != c.decisive {
+			t.Errorf("%s: decisive %t, want %t", c.name, got, c.decisive)
 		}
 	}
 	var gc GridChooser
