@@ -11,6 +11,7 @@ import (
 // experiment is the marked clip shared by the opt-in experiments (TestTune,
 // TestSweep): the original frames, the marked copy and the key to detect with.
 type experiment struct {
+	clip string // as named by WM_CLIP or the default
 	kr   Keyring
 	path string
 	orig *rawClip
@@ -20,6 +21,30 @@ type experiment struct {
 	// list1 counts, with WM_LIST1 set, the windows one decoder path reads
 	// exactly (listSize 1), for comparison with the list decoder.
 	list1 *int
+}
+
+// startExperiment skips t unless env is set, then marks the first
+// WM_FRAMES frames (default frames) of WM_CLIP (default clip) with
+// markExperiment.
+func startExperiment(t *testing.T, env, clip string, frames int) experiment {
+	t.Helper()
+	if os.Getenv(env) == "" {
+		t.Skip("experiment: set " + env + "=1")
+	}
+	if n, err := strconv.Atoi(os.Getenv("WM_FRAMES")); err == nil && n > 0 {
+		frames = n
+	}
+	x := markExperiment(t, envOr("WM_CLIP", clip), frames)
+	x.clip = envOr("WM_CLIP", clip)
+	return x
+}
+
+// rendition encodes the marked frames as the CRF 23 rendition (x264
+// veryfast) at the clip's rate, which it returns for the attacks.
+func (x experiment) rendition(t *testing.T) (path, rate string) {
+	t.Helper()
+	rate = strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
+	return encode(t, x.c, rate, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"), rate
 }
 
 // markExperiment applies the WM_FLAT / WM_MAX / WM_PERACT mask overrides,

@@ -2,7 +2,6 @@ package watermark
 
 import (
 	"math"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -19,14 +18,8 @@ import (
 // better than one of its frames, so the interference is the host picture,
 // not noise that more frames average out.
 func TestFrameWeights(t *testing.T) {
-	if os.Getenv("WM_FRAMEW") == "" {
-		t.Skip("experiment")
-	}
-	clip := envOr("WM_CLIP", "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	n, _ := strconv.Atoi(envOr("WM_FRAMES", "256"))
-	x := markExperiment(t, clip, n)
-	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
-	rend := encode(t, x.c, fr, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p")
+	x := startExperiment(t, "WM_FRAMEW", "Big_Buck_Bunny_1080_10s_2MB.mp4", 256)
+	rend, fr := x.rendition(t)
 	codec := strings.Fields(envOr("WM_CODEC", "-c:v libx264 -preset veryfast -crf 28 -pix_fmt yuv420p"))
 	att := encode(t, decodeRaw(t, rend, "", 0), fr, codec...)
 	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pict_type", "-of", "csv=p=0", att).Output()

@@ -17,17 +17,12 @@ import (
 // of that interference (at most WM_ISS_MAX times). Plain and boosted marks,
 // made by the same per-pixel code, then go through the same encodes.
 func TestISS(t *testing.T) {
-	if os.Getenv("WM_ISS") == "" {
-		t.Skip("embedding experiment: set WM_ISS=1")
-	}
-	clip := envOr("WM_CLIP", "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	n, _ := strconv.Atoi(envOr("WM_FRAMES", "128"))
 	lambda, _ := strconv.ParseFloat(envOr("WM_ISS_LAMBDA", "1"), 64)
 	amax, _ := strconv.ParseFloat(envOr("WM_ISS_MAX", "3"), 64)
 	block, _ := strconv.Atoi(envOr("WM_ISS_BLOCK", "32"))
 	syncToo := os.Getenv("WM_ISS_SYNC") != ""
-	x := markExperiment(t, clip, n)
-	n = len(x.orig.frames) // the clip may be shorter
+	x := startExperiment(t, "WM_ISS", "Big_Buck_Bunny_1080_10s_2MB.mp4", 128)
+	clip, n := x.clip, len(x.orig.frames) // the clip may be shorter than WM_FRAMES
 	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
 	coded := convEncode(infoWord(x.kr.Current.Secret, x.p))
 	l := newLayout(x.kr.Current)

@@ -3,8 +3,6 @@ package watermark
 import (
 	"fmt"
 	"math"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -19,14 +17,9 @@ import (
 // sync candidate: about 0 when the geometry is lost). A higher SNR at the
 // same embedding is robustness gained for free.
 func TestMargin(t *testing.T) {
-	if os.Getenv("WM_MARGIN") == "" {
-		t.Skip("detector experiment: set WM_MARGIN=1")
-	}
-	clip := envOr("WM_CLIP", "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	n, _ := strconv.Atoi(envOr("WM_FRAMES", "256"))
-	x := markExperiment(t, clip, n)
-	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
-	rendPath := encode(t, x.c, fr, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p")
+	x := startExperiment(t, "WM_MARGIN", "Big_Buck_Bunny_1080_10s_2MB.mp4", 256)
+	clip := x.clip
+	rendPath, fr := x.rendition(t)
 	type variant struct {
 		name  string
 		apply func()

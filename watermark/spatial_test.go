@@ -2,7 +2,6 @@ package watermark
 
 import (
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,15 +17,10 @@ import (
 // bit SNR, plain / sync-weighted / oracle-weighted (the oracle's gain comes
 // from every cell and the true codeword).
 func TestSpatialWeights(t *testing.T) {
-	if os.Getenv("WM_SPATIAL") == "" {
-		t.Skip("detector experiment: set WM_SPATIAL=1")
-	}
-	clip := envOr("WM_CLIP", "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	n, _ := strconv.Atoi(envOr("WM_FRAMES", "256"))
+	x := startExperiment(t, "WM_SPATIAL", "Big_Buck_Bunny_1080_10s_2MB.mp4", 256)
+	clip := x.clip
 	region, _ := strconv.Atoi(envOr("WM_REGION", "32"))
-	x := markExperiment(t, clip, n)
-	fr := strconv.FormatFloat(probeFPS(t, x.path), 'f', 3, 64)
-	rend := encode(t, x.c, fr, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p")
+	rend, fr := x.rendition(t)
 	coded := convEncode(infoWord(x.kr.Current.Secret, x.p))
 	for _, an := range strings.Fields(envOr("WM_ATTACKS", "x264-28 x265-28")) {
 		a := attacked(t, x, rend, fr, an)

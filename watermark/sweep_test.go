@@ -21,12 +21,8 @@ import (
 // WM_SWEEP_VF adds a filter attack after the CRF 28 re-encode; WM_LIST1=1
 // also counts each window with one decoder path (listSize 1).
 func TestSweep(t *testing.T) {
-	if os.Getenv("WM_SWEEP") == "" {
-		t.Skip("tradeoff experiment: set WM_SWEEP=1")
-	}
-	clip := envOr("WM_CLIP", "Sintel_1080_10s_2MB.mp4")
-	n, _ := strconv.Atoi(envOr("WM_FRAMES", "128"))
-	x := markExperiment(t, clip, n)
+	x := startExperiment(t, "WM_SWEEP", "Sintel_1080_10s_2MB.mp4", 128)
+	clip := x.clip
 	orig, c := x.orig, x.c
 	fps := probeFPS(t, x.path)
 	sy, _ := ssimY(t, orig, c)

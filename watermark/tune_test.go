@@ -11,15 +11,7 @@ import (
 // WM_CLIP a shared clip name or "slide"/"dark", WM_FRAMES, WM_WIN, WM_CRFS,
 // WM_FLAT/WM_MAX/WM_PERACT to vary the mask, WM_QONLY=1 for quality only).
 func TestTune(t *testing.T) {
-	if os.Getenv("WM_EXP") == "" {
-		t.Skip("tuning experiment: set WM_EXP=1")
-	}
-	clip := envOr("WM_CLIP", "Big_Buck_Bunny_1080_10s_2MB.mp4")
-	n, _ := strconv.Atoi(os.Getenv("WM_FRAMES"))
-	if n == 0 {
-		n = 64
-	}
-	x := markExperiment(t, clip, n)
+	x := startExperiment(t, "WM_EXP", "Big_Buck_Bunny_1080_10s_2MB.mp4", 64)
 	orig, c := x.orig, x.c
 	sy, sa := ssimY(t, orig, c)
 	t.Logf("PSNR-Y %.2f SSIM Y %.4f All %.4f", psnrY(orig, c), sy, sa)
