@@ -353,6 +353,11 @@ func TestChooseWatermarkGridTrial(t *testing.T) {
 	trial := GridTrial{Embedder: emb, Payload: 0x0123456789abcdef, Encode: media.EncodeOptions{CRF: 23, Preset: "veryfast"}, TempDir: t.TempDir()}
 	car := testenv.Clip(t, "grid-trial-car-1280x720-6s.mp4", "-i", testenv.SharedVideo(t, "car-detection.mp4"), "-t", "6",
 		"-vf", "scale=1280:720", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
+	// At 1080p the upscaled camera is smooth enough to pass for screen
+	// content under one level of gradient: only the still-block rule
+	// (GridChooser.Decisive) sends it to the trial.
+	car1080 := testenv.Clip(t, "grid-trial-car-1920x1080-6s.mp4", "-i", testenv.SharedVideo(t, "car-detection.mp4"), "-t", "6",
+		"-vf", "scale=1920:1080", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 	slide := testenv.Clip(t, "grid-trial-slide-1280x720-6s.mp4", "-f", "lavfi", "-i",
 		"color=c=0xf0f0f0:s=1280x720:r=25:d=6,drawbox=x=100:y=160:w=1000:h=40:color=0x202020:t=fill,drawbox=x=100:y=300:w=700:h=30:color=0x404040:t=fill",
 		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
@@ -363,6 +368,7 @@ func TestChooseWatermarkGridTrial(t *testing.T) {
 		trialRuns       bool
 	}{
 		{"upscaled camera", car, watermark.GridBlock, watermark.GridFine, true},
+		{"upscaled camera 1080p", car1080, watermark.GridBlock, watermark.GridFine, true},
 		{"slide", slide, watermark.GridBlock, watermark.GridBlock, false},
 	} {
 		vs, err := media.ProbeStream(ctx, c.path)

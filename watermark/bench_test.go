@@ -78,3 +78,19 @@ func BenchmarkMarkVideo1080p(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMarkVideoBlock1080p is the pass's per-frame cost on GridBlock
+// (screen content): one amplitude everywhere, so addUniform.
+func BenchmarkMarkVideoBlock1080p(b *testing.B) {
+	kr := testKeyring(b, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	f := naturalFrame(1920, 1080, 1)
+	m := e.Video(42, GridBlock, 0)
+	b.SetBytes(int64(len(f.Y)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := m.Mark(context.Background(), f, i); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

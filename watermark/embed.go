@@ -174,6 +174,8 @@ type pattern struct {
 	// value is negative, patFull where its magnitude is 256 (stored 255).
 	mag, code [][]byte
 	rowOf     []int32 // frame row -> row index
+	// uniform caches the rows' delta words at one amplitude (addUniform).
+	uniform atomic.Pointer[uniformDeltas]
 	// shift: values are in 2^shift/256 level, so that chips scaled up to
 	// 2^shift fit a byte (cancelPattern); addPattern scales the amplitude
 	// back. 0 for plain chips, which keeps their marks exact.
@@ -256,6 +258,10 @@ const (
 // saturated. It works on eight pixels per 64-bit word (SWAR): the pattern
 // is most of the marking time, and Go does not vectorize the per-pixel loop.
 func (e *Embedder) addPattern(f Frame, pt *pattern, amp []int32) {
+	if a, ok := uniformAmp(amp); ok && a >= 0 && a<<pt.shift <= maxWordAmp {
+		addUniform(f, pt, a)
+		return
+	}
 	bw := (f.Width + maskBlock - 1) / maskBlock
 	for y := 0; y < f.Height; y++ {
 		r := pt.rowOf[y]
@@ -275,14 +281,74 @@ func (e *Embedder) addPattern(f Frame, pt *pattern, amp []int32) {
 				}
 			}
 			for ; x < x1; x++ {
-				m := int32(mrow[x]) + int32(crow[x]&patFull)
-				if crow[x]&patNeg != 0 {
-					row[x] = byte(max(int32(row[x])-(m*a+1<<11-1)>>12, 0))
-				} else {
-					row[x] = byte(min(int32(row[x])+(m*a+1<<11)>>12, 255))
-				}
+				addPixel(row, mrow, crow, x, a)
 			}
 		}
+	}
+}
+
+// uniformAmp reports whether every block has the same amplitude, as on
+// GridBlock and on flat frames: then addUniform applies it.
+func uniformAmp(amp []int32) (int32, bool) {
+	if len(amp) == 0 {
+		return 0, false
+	}
+	for _, a := range amp[1:] {
+		if a != amp[0] {
+			return 0, false
+		}
+	}
+	return amp[0], true
+}
+
+// uniformDeltas are a pattern's rows at amplitude amp as words of eight
+// per-pixel deltas, the positive and the negative ones apart.
+type uniformDeltas struct {
+	amp      int32
+	pos, neg [][]uint64
+}
+
+// addUniform is addPattern with amplitude a on every block, bit for bit:
+// the deltas of every distinct row are computed once per pattern, so a
+// pixel costs two saturating byte adds instead of the multiplications of
+// wordDeltas. It more than halves the marking of screen content (README,
+// "Eleventh round").
+func addUniform(f Frame, pt *pattern, a int32) {
+	u := pt.uniform.Load()
+	if u == nil || u.amp != a {
+		u = &uniformDeltas{amp: a, pos: make([][]uint64, len(pt.mag)), neg: make([][]uint64, len(pt.mag))}
+		for r := range pt.mag {
+			u.pos[r], u.neg[r] = make([]uint64, pt.w/8), make([]uint64, pt.w/8)
+			for k := range u.pos[r] {
+				d, neg := wordDeltas(binary.LittleEndian.Uint64(pt.mag[r][8*k:]), binary.LittleEndian.Uint64(pt.code[r][8*k:]), uint64(a<<pt.shift))
+				u.pos[r][k], u.neg[r][k] = d&^neg, d&neg
+			}
+		}
+		pt.uniform.Store(u) // racing builders store equal tables
+	}
+	words := f.Width / 8
+	for y := 0; y < f.Height; y++ {
+		r := pt.rowOf[y]
+		row := f.Y[y*f.Stride : y*f.Stride+f.Width]
+		pos, neg := u.pos[r][:words], u.neg[r][:words]
+		for k := range pos {
+			v := binary.LittleEndian.Uint64(row[8*k:])
+			binary.LittleEndian.PutUint64(row[8*k:], ^addSat(^addSat(v, pos[k]), neg[k]))
+		}
+		mrow, crow := pt.mag[r], pt.code[r]
+		for x := 8 * words; x < f.Width; x++ {
+			addPixel(row, mrow, crow, x, a<<pt.shift)
+		}
+	}
+}
+
+// addPixel is one pixel of addPattern at amplitude a (already shifted).
+func addPixel(row, mrow, crow []byte, x int, a int32) {
+	m := int32(mrow[x]) + int32(crow[x]&patFull)
+	if crow[x]&patNeg != 0 {
+		row[x] = byte(max(int32(row[x])-(m*a+1<<11-1)>>12, 0))
+	} else {
+		row[x] = byte(min(int32(row[x])+(m*a+1<<11)>>12, 255))
 	}
 }
 
@@ -386,12 +452,16 @@ func blockActivity(f Frame, bx, by int) float64 {
 // ready; not safe for concurrent use.
 //
 // Decisive tells when the keyframes settle the choice without a trial
-// encode: nearly every frame at least gridDecisiveShare flat. Generated
-// slides and editors measure 0.90-0.99 flat per keyframe; camera and
-// animation frames at most 0.88 (an upscaled still camera, median 0.76;
-// Sintel 0.77-0.80). On every screen clip measured the block grid cost a
-// fifth to three fifths of the fine grid's bits in the trial (README,
-// "Tenth round").
+// encode: nearly every frame has at least gridDecisiveShare of its blocks
+// still, under gridDecisiveActivity levels of mean gradient. Screen
+// content is flat to the level (its backgrounds are constant); camera
+// footage upscaled is smooth, not still: under one level it looked as flat
+// as a slide (a 432p camera clip upscaled to 1080p, 0.85-0.96, where the
+// trial picks the fine grid), under a quarter level it measures at most
+// 0.78, against 0.91-1.0 for generated slides, editors, a gradient slide
+// and SMPTE bars at 540p and up. On every screen clip measured the block
+// grid cost a fifth to three fifths of the fine grid's bits in the trial
+// (README, "Tenth round" and "Eleventh round").
 type GridChooser struct {
 	flatFrames     int // frames that pass the flatness test
 	decisiveFrames int // frames at least gridDecisiveShare flat
@@ -403,11 +473,12 @@ type GridChooser struct {
 // block, gridFlatShare (gridFlatShareSmall on 16 px cells) of a frame's
 // blocks, gridFlatFrames of the frames.
 const (
-	gridFlatActivity   = 1.0
-	gridFlatShare      = 0.5
-	gridFlatShareSmall = 0.85
-	gridFlatFrames     = 0.95
-	gridDecisiveShare  = 0.90
+	gridFlatActivity     = 1.0
+	gridFlatShare        = 0.5
+	gridFlatShareSmall   = 0.85
+	gridFlatFrames       = 0.95
+	gridDecisiveShare    = 0.90
+	gridDecisiveActivity = 0.25
 )
 
 // Add measures one frame. Frames of another size than the first are an error.
@@ -420,11 +491,15 @@ func (c *GridChooser) Add(f Frame) error {
 	}
 	c.width, c.height = f.Width, f.Height
 	bw, bh := (f.Width+maskBlock-1)/maskBlock, (f.Height+maskBlock-1)/maskBlock
-	flat := 0
+	flat, still := 0, 0
 	for by := 0; by < bh; by++ {
 		for bx := 0; bx < bw; bx++ {
-			if blockActivity(f, bx, by) < gridFlatActivity {
+			a := blockActivity(f, bx, by)
+			if a < gridFlatActivity {
 				flat++
+			}
+			if a < gridDecisiveActivity {
+				still++
 			}
 		}
 	}
@@ -435,7 +510,7 @@ func (c *GridChooser) Add(f Frame) error {
 	if float64(flat) >= share*float64(bw*bh) {
 		c.flatFrames++
 	}
-	if float64(flat) >= gridDecisiveShare*float64(bw*bh) {
+	if float64(still) >= gridDecisiveShare*float64(bw*bh) {
 		c.decisiveFrames++
 	}
 	c.frames++

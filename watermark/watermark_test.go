@@ -463,6 +463,19 @@ func TestGridChooser(t *testing.T) {
 		copy(f.Y[y0*w:], n.Y[y0*n.Stride:])
 		return f
 	}
+	ramp := func(w, h, run int) Frame { // a triangle wave across, one level every run pixels
+		f := Frame{Y: make([]byte, w*h), Width: w, Height: h, Stride: w}
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				v := x / run % 200
+				if x/run/200%2 == 1 {
+					v = 199 - v
+				}
+				f.Y[y*w+x] = byte(28 + v)
+			}
+		}
+		return f
+	}
 	for _, c := range []struct {
 		name     string
 		frames   []Frame
@@ -489,6 +502,12 @@ func TestGridChooser(t *testing.T) {
 		{"85% flat 1080p", []Frame{partly(1920, 1080, 0.15)}, GridBlock, false},
 		{"95% flat 1080p", []Frame{partly(1920, 1080, 0.05)}, GridBlock, true},
 		{"slides, 1 in 10 at 85% flat", append(repeat(flat(1920, 1080, 235), 9), partly(1920, 1080, 0.15)), GridBlock, false},
+		// Smooth is not still: a third of a level per pixel everywhere
+		// (upscaled camera footage) is flat enough for the block grid, but
+		// the trial decides; a ninth of a level (a gradient slide) needs
+		// none.
+		{"smooth 1080p, a third of a level per pixel", []Frame{ramp(1920, 1080, 3)}, GridBlock, false},
+		{"gradient 1080p, a ninth of a level per pixel", []Frame{ramp(1920, 1080, 9)}, GridBlock, true},
 		{"slide 480x270", []Frame{flat(480, 270, 235)}, GridFine, false},
 		{"no frames", nil, GridFine, false},
 	} {
@@ -547,12 +566,29 @@ func TestAddPatternWords(t *testing.T) {
 		pt.rowOf[y] = int32(y)
 	}
 	bw, bh := (w+maskBlock-1)/maskBlock, (h+maskBlock-1)/maskBlock
-	for _, maxA := range []int{maxWordAmp, 48, 1000} {
+	// Random amplitudes up to maxA, or every block at uniform (addUniform,
+	// as on GridBlock and flat frames); shift as in a cancelled pattern.
+	cases := []struct {
+		maxA, uniform int32
+		shift         uint8
+	}{
+		{maxA: maxWordAmp}, {maxA: 48}, {maxA: 1000},
+		{uniform: 16}, {uniform: 0}, {uniform: 43}, {uniform: maxWordAmp}, {uniform: 1000},
+		{uniform: 16, shift: 2}, {uniform: maxWordAmp, shift: 1}, {maxA: 48, shift: 2},
+	}
+	for _, c := range cases {
+		pt.shift = c.shift
+		pt.uniform.Store(nil)
 		amp := make([]int32, bw*bh)
 		for i := range amp {
-			amp[i] = int32(r.Intn(maxA + 1))
+			amp[i] = c.uniform
+			if c.maxA > 0 {
+				amp[i] = int32(r.Intn(int(c.maxA) + 1))
+			}
 		}
-		amp[0], amp[1] = 0, int32(min(maxA, maxWordAmp))
+		if c.maxA > 0 {
+			amp[0], amp[1] = 0, min(c.maxA, maxWordAmp>>c.shift)
+		}
 		y := make([]byte, stride*h)
 		for i := range y {
 			switch r.Intn(4) {
@@ -567,14 +603,14 @@ func TestAddPatternWords(t *testing.T) {
 		want := append([]byte(nil), y...)
 		for yy := 0; yy < h; yy++ {
 			for x := 0; x < w; x++ {
-				a := amp[(yy/maskBlock)*bw+x/maskBlock]
+				a := amp[(yy/maskBlock)*bw+x/maskBlock] << c.shift
 				d := (signed[yy][x]*a + 1<<11) >> 12
 				want[yy*stride+x] = byte(min(max(int32(want[yy*stride+x])+d, 0), 255))
 			}
 		}
 		(&Embedder{}).addPattern(Frame{Y: y, Width: w, Height: h, Stride: stride}, pt, amp)
 		if i := firstDiff(y, want); i >= 0 {
-			t.Fatalf("amplitudes up to %d: byte %d (x %d, y %d) is %d, want %d", maxA, i, i%stride, i/stride, y[i], want[i])
+			t.Fatalf("%+v: byte %d (x %d, y %d) is %d, want %d", c, i, i%stride, i/stride, y[i], want[i])
 		}
 	}
 }
