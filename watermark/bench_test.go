@@ -65,27 +65,17 @@ func BenchmarkDetectResultAspect(b *testing.B) {
 
 // BenchmarkMarkVideo1080p is Mark through a VideoMarker, the pass's path:
 // the per-frame cost with one cancelled pattern built per 32 frames.
-func BenchmarkMarkVideo1080p(b *testing.B) {
-	kr := testKeyring(b, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
-	f := naturalFrame(1920, 1080, 1)
-	m := e.Video(42, GridFine, 0)
-	b.SetBytes(int64(len(f.Y)))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := m.Mark(context.Background(), f, i); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkMarkVideo1080p(b *testing.B) { benchMarkVideo(b, GridFine) }
 
 // BenchmarkMarkVideoBlock1080p is the pass's per-frame cost on GridBlock
 // (screen content): one amplitude everywhere, so addUniform.
-func BenchmarkMarkVideoBlock1080p(b *testing.B) {
+func BenchmarkMarkVideoBlock1080p(b *testing.B) { benchMarkVideo(b, GridBlock) }
+
+func benchMarkVideo(b *testing.B, g Grid) {
 	kr := testKeyring(b, testKeySpec)
 	e, _ := NewEmbedder(kr.Current)
 	f := naturalFrame(1920, 1080, 1)
-	m := e.Video(42, GridBlock, 0)
+	m := e.Video(42, g, 0)
 	b.SetBytes(int64(len(f.Y)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
