@@ -458,20 +458,21 @@ func blockActivity(f Frame, bx, by int) float64 {
 // footage upscaled is smooth, not still: under one level it looked as flat
 // as a slide (a 432p camera clip upscaled to 1080p, 0.85-0.96, where the
 // trial picks the fine grid), under a quarter level it measures at most
-// 0.78, against 0.91-1.0 for generated slides, editors, a gradient slide
-// and SMPTE bars at 540p and up. On every screen clip measured the block
+// 0.78, against 0.91-1.0 for generated slides and editors from 540p up, a
+// gradient slide and SMPTE bars. On every screen clip measured the block
 // grid cost a fifth to three fifths of the fine grid's bits in the trial
 // (README, "Tenth round" and "Eleventh round").
 type GridChooser struct {
 	flatFrames     int // frames that pass the flatness test
-	decisiveFrames int // frames at least gridDecisiveShare flat
+	decisiveFrames int // frames with at least gridDecisiveShare still blocks
 	frames         int
 	width, height  int
 }
 
 // The flatness test above: gridFlatActivity levels of mean gradient per
 // block, gridFlatShare (gridFlatShareSmall on 16 px cells) of a frame's
-// blocks, gridFlatFrames of the frames.
+// blocks, gridFlatFrames of the frames; for Decisive, gridDecisiveShare of
+// the blocks under gridDecisiveActivity.
 const (
 	gridFlatActivity     = 1.0
 	gridFlatShare        = 0.5
