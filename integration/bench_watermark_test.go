@@ -379,19 +379,24 @@ func wmPipeline(t *testing.T, src, out string, relay bool) {
 	cmds = append(cmds, exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
 		"-f", "yuv4mpegpipe", "-i", "pipe:0", "-i", src,
 		"-map", "0:v", "-map", "1:a?", "-c:v", "libx264", "-crf", "23", "-preset", "veryfast", "-c:a", "copy", out))
+	var ends []*os.File // ours to close once the children hold them, so a dying reader stops its writer
 	for i := 1; i < len(cmds); i++ {
-		r, err := cmds[i-1].StdoutPipe()
+		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmds[i].Stdin = r
+		cmds[i-1].Stdout, cmds[i].Stdin = w, r
+		ends = append(ends, r, w)
 	}
 	for _, c := range cmds {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := len(cmds) - 1; i >= 0; i-- { // the encoder first: it drains the pipes
+	for _, f := range ends {
+		f.Close()
+	}
+	for i := len(cmds) - 1; i >= 0; i-- {
 		if err := cmds[i].Wait(); err != nil {
 			t.Fatalf("%s: %v", cmds[i].Path, err)
 		}
