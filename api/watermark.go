@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/lessonflow/lessonflow/blob"
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/leak"
 	"github.com/lessonflow/lessonflow/media"
@@ -63,28 +62,19 @@ func (s *Server) getRendition(w http.ResponseWriter, r *http.Request) {
 	h.Set("ETag", `"`+rend.SHA256+`"`) // ServeContent answers If-None-Match and If-Range from it
 	h.Set("Cache-Control", "private, max-age=3600")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if lp, ok := s.Blobs.(blob.LocalPather); ok {
-		p, err := lp.LocalPath(rend.BlobKey)
-		if err != nil {
-			s.internalError(w, r, fmt.Errorf("rendition of %s: %w", id, err))
-			return
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			s.internalError(w, r, fmt.Errorf("rendition of %s: %w", id, err))
-			return
-		}
-		defer f.Close()
-		http.ServeContent(w, r, "", rend.CreatedAt, f)
-		return
-	}
-	// A store without local files: the whole object, no ranges.
 	rc, err := s.Blobs.Get(r.Context(), rend.BlobKey)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("rendition of %s: %w", id, err))
 		return
 	}
 	defer rc.Close()
+	if rs, ok := rc.(io.ReadSeeker); ok {
+		// Files seek, and S3 objects seek with ranged requests: Range and
+		// HEAD are answered without reading the rest of the object.
+		http.ServeContent(w, r, "", rend.CreatedAt, rs)
+		return
+	}
+	// A store whose objects cannot seek: the whole object, no ranges.
 	h.Set("Content-Length", strconv.FormatInt(rend.SizeBytes, 10))
 	h.Set("Last-Modified", rend.CreatedAt.UTC().Format(http.TimeFormat))
 	if r.Method == http.MethodHead {

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/lessonflow/lessonflow/blob"
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/internal/testenv"
 	"github.com/lessonflow/lessonflow/internal/testenv/wmclip"
@@ -30,14 +33,16 @@ type wmServer struct {
 	kr  watermark.Keyring
 }
 
-func newWMServer(t *testing.T) *wmServer {
+func newWMServer(t *testing.T) *wmServer { return newWMServerOn(t, newFS(t)) }
+
+func newWMServerOn(t *testing.T, blobs blob.Store) *wmServer {
 	t.Helper()
 	cat := testCatalog(t)
 	kr, err := watermark.ParseKeyring(wmKeyring)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Catalog: cat, Blobs: newFS(t), MaxUploadBytes: 1 << 20, WatermarkKeys: &kr, DetectMaxBytes: 8 << 20,
+	s := &Server{Catalog: cat, Blobs: blobs, MaxUploadBytes: 1 << 20, WatermarkKeys: &kr, DetectMaxBytes: 8 << 20,
 		Keys: map[string]string{wmAppKey: RoleApp, wmReviewerKey: RoleReviewer, wmAdminKey: RoleAdmin}}
 	return &wmServer{Server: startServer(t, s), srv: s, cat: cat, kr: kr}
 }
@@ -57,8 +62,41 @@ func markedClip(t *testing.T, kr watermark.Keyring, payload watermark.Payload) s
 	return path
 }
 
+// streamStore's objects cannot seek, like a store that can only stream.
+type streamStore struct{ blob.Store }
+
+func (s streamStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := s.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{rc, rc}, nil
+}
+
+// TestRendition serves a rendition from files and from S3 (ranges from
+// both), and from a store that can only stream (the whole object).
 func TestRendition(t *testing.T) {
-	ws := newWMServer(t)
+	for name, open := range map[string]func(t *testing.T) blob.Store{
+		"fs": func(t *testing.T) blob.Store { return newFS(t) },
+		"s3": func(t *testing.T) blob.Store {
+			svc := testenv.S3(t)
+			s, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: svc.Endpoint, Bucket: svc.Bucket(t),
+				AccessKey: svc.AccessKey, SecretKey: svc.SecretKey, Insecure: svc.Insecure})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"stream": func(t *testing.T) blob.Store { return streamStore{newFS(t)} },
+	} {
+		t.Run(name, func(t *testing.T) { testRendition(t, newWMServerOn(t, open(t)), name != "stream") })
+	}
+}
+
+func testRendition(t *testing.T, ws *wmServer, ranges bool) {
 	ctx := context.Background()
 	id := "v" + strings.Repeat("a", 24)
 	if _, _, err := ws.cat.CreateVideo(ctx, catalog.Video{ID: id, Title: "t", Tags: []string{}, TeacherID: "teacher-1"}); err != nil {
@@ -111,8 +149,18 @@ func TestRendition(t *testing.T) {
 	}
 	resp, b := get(wmAppKey, path, nil)
 	if resp.StatusCode != 200 || !bytes.Equal(b, clip) || resp.Header.Get("Content-Type") != "video/mp4" ||
-		resp.Header.Get("ETag") != `"`+info.SHA256+`"` || resp.Header.Get("Accept-Ranges") != "bytes" {
+		resp.Header.Get("ETag") != `"`+info.SHA256+`"` {
 		t.Fatalf("rendition: %d, %d bytes (want %d), headers %v", resp.StatusCode, len(b), len(clip), resp.Header)
+	}
+	if !ranges {
+		resp, b = get(wmAppKey, path, map[string]string{"Range": "bytes=100-199"})
+		if resp.StatusCode != 200 || !bytes.Equal(b, clip) || resp.Header.Get("Content-Length") != strconv.Itoa(len(clip)) {
+			t.Fatalf("streamed with a Range header: %d, %d bytes, headers %v", resp.StatusCode, len(b), resp.Header)
+		}
+		return
+	}
+	if resp.Header.Get("Accept-Ranges") != "bytes" {
+		t.Fatalf("no Accept-Ranges: %v", resp.Header)
 	}
 	resp, b = get(wmAppKey, path, map[string]string{"Range": "bytes=100-199"})
 	if resp.StatusCode != 206 || !bytes.Equal(b, clip[100:200]) || !strings.HasPrefix(resp.Header.Get("Content-Range"), "bytes 100-199/") {

@@ -36,6 +36,7 @@ type Config struct {
 	EmbedModel        string        // LESSONFLOW_EMBED_MODEL: embedding model id; names the vector collection
 	MilvusAddress     string        // MILVUS_ADDRESS: use Milvus for lesson vectors instead of sqlite-vec
 	Review            ReviewConfig  // LESSONFLOW_REVIEW_*, LESSONFLOW_WEBHOOK_*, LESSONFLOW_EVIDENCE_* (config/review.go)
+	Blob              BlobConfig    // LESSONFLOW_S3_* (config/blob.go)
 
 	// LESSONFLOW_WATERMARK_*, LESSONFLOW_DETECT_* (config/watermark.go)
 	Watermark WatermarkConfig
@@ -67,6 +68,13 @@ var Settings = []Setting{
 	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
 	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},
 	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
+	{"LESSONFLOW_S3_BUCKET", "(unset: files in <data dir>/blobs/)", "S3 bucket for uploads, frames, scores and renditions; it must exist. Give it a lifecycle rule that aborts incomplete multipart uploads"},
+	{"LESSONFLOW_S3_ENDPOINT", "s3.amazonaws.com", "S3-compatible endpoint `host[:port]` (MinIO, Ceph RGW, versitygw, ...)"},
+	{"LESSONFLOW_S3_PREFIX", "(none)", "key prefix inside the bucket, ending in `/`, so deployments can share a bucket"},
+	{"LESSONFLOW_S3_REGION", "(looked up)", "the bucket's region"},
+	{"LESSONFLOW_S3_ACCESS_KEY", "(unset: AWS_ACCESS_KEY_ID or the instance's IAM role)", "access key id, with LESSONFLOW_S3_SECRET_KEY"},
+	{"LESSONFLOW_S3_SECRET_KEY", "(unset)", "secret access key. Secret: never logged"},
+	{"LESSONFLOW_S3_INSECURE", "false", "`true`: plain HTTP, for a gateway on loopback"},
 	{"LESSONFLOW_REVIEW_LEASE", "15m", "how long a reviewer's claim on a review item holds; an expired lease returns the item to the queue"},
 	{"LESSONFLOW_REVIEW_DEADLINE", "24h", "a review item not decided within this escalates (priority up, escalation webhook)"},
 	{"LESSONFLOW_SECOND_OPINION_AUDIENCE", "1000", "blocking a lesson with more distinct viewers than this needs a second reviewer (0: never)"},
@@ -120,6 +128,7 @@ func FromEnv() (Config, error) {
 	c.MaxDuration = d
 	errs = append(errs, c.Review.fromEnv()...)
 	errs = append(errs, c.Watermark.fromEnv()...)
+	errs = append(errs, c.Blob.fromEnv()...)
 	return c, errors.Join(errs...)
 }
 

@@ -51,3 +51,23 @@ func TestParseAPIKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestBlobSettings(t *testing.T) {
+	for _, s := range Settings {
+		t.Setenv(s.Env, "")
+	}
+	c, err := FromEnv()
+	if err != nil || c.Blob.S3.Bucket != "" || c.Blob.S3.Endpoint != "s3.amazonaws.com" || c.Blob.S3.Insecure {
+		t.Fatalf("defaults: %+v, %v", c.Blob, err)
+	}
+	t.Setenv("LESSONFLOW_S3_BUCKET", "lessons")
+	t.Setenv("LESSONFLOW_S3_ENDPOINT", "127.0.0.1:9000")
+	t.Setenv("LESSONFLOW_S3_INSECURE", "true")
+	if c, err = FromEnv(); err != nil || c.Blob.S3.Bucket != "lessons" || c.Blob.S3.Endpoint != "127.0.0.1:9000" || !c.Blob.S3.Insecure {
+		t.Fatalf("set: %+v, %v", c.Blob, err)
+	}
+	t.Setenv("LESSONFLOW_S3_INSECURE", "maybe")
+	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_S3_INSECURE") {
+		t.Fatalf("want an error naming LESSONFLOW_S3_INSECURE, got %v", err)
+	}
+}

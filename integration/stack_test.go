@@ -135,7 +135,7 @@ type stack struct {
 	dataDir   string
 	taskQueue string
 	catalog   *catalog.SQLite
-	blobs     *blob.FS
+	blobs     blob.Store
 	vectors   *vectorstore.SQLiteVec
 	temporal  client.Client
 	api       *httptest.Server
@@ -154,6 +154,8 @@ type stackOptions struct {
 	// server and namespace replace the shared dev server (tests that kill it).
 	server    *devserver.Server
 	namespace string
+	// s3 keeps the objects in a bucket of testenv.S3 instead of files.
+	s3 bool
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -184,7 +186,14 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.catalog.Close() })
-	if s.blobs, err = blob.NewFS(filepath.Join(s.dataDir, "blobs")); err != nil {
+	if o.s3 {
+		svc := testenv.S3(t)
+		s.blobs, err = blob.NewS3(context.Background(), blob.S3Config{Endpoint: svc.Endpoint, Bucket: svc.Bucket(t), Prefix: "it/",
+			AccessKey: svc.AccessKey, SecretKey: svc.SecretKey, Insecure: svc.Insecure})
+	} else {
+		s.blobs, err = blob.NewFS(filepath.Join(s.dataDir, "blobs"))
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	e := embedder(t)

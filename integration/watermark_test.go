@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/lessonflow/lessonflow/activities"
+	"github.com/lessonflow/lessonflow/blob"
 	"github.com/lessonflow/lessonflow/internal/testenv"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/watermark"
@@ -278,7 +279,7 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 	if !seeked { // the stored segments name the frame after them
 		t.Errorf("the retry decoded the finished segments again instead of seeking past them")
 	}
-	p, _ := s.blobs.LocalPath(r.BlobKey)
+	p, _ := s.blobs.(*blob.FS).LocalPath(r.BlobKey)
 	if v, a := testenv.CountPackets(t, p); v != 7500 || a == 0 {
 		t.Fatalf("rendition has %d frames and %d audio packets", v, a)
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what LessonFlow needs to run and test, idempotently:
 #   ffmpeg/ffprobe, libsqlite3-dev and chromium (Debian packages), ONNX Runtime 1.24.1 (from the npm package
-#   onnxruntime-node), the Temporal CLI v1.5.1 (go install), and the models
+#   onnxruntime-node), the Temporal CLI v1.5.1 and the versitygw S3 gateway v1.8.0
+#   (go install; tests run the S3 blob store against it), and the models
 #   (copied from LESSONFLOW_MODELS_DIR and checked against the sha256 values in
 #   models/manifests/*.json). Everything but ffmpeg lands in .tools/ (git-ignored).
 set -euo pipefail
@@ -10,6 +11,7 @@ tools=${LESSONFLOW_TOOLS_DIR:-$root/.tools}
 models_src=${LESSONFLOW_MODELS_DIR:-$root/../shared/models}
 ort_version=1.24.1
 temporal_version=v1.5.1
+versitygw_version=v1.8.0
 mkdir -p "$tools/bin" "$tools/lib" "$tools/models"
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -47,6 +49,14 @@ if [ ! -x "$tools/bin/temporal" ] || [ "$(cat "$tools/bin/temporal.version" 2>/d
   say "installing Temporal CLI $temporal_version (go install)"
   GOBIN="$tools/bin" go install "github.com/temporalio/cli/cmd/temporal@$temporal_version"
   echo "$temporal_version" > "$tools/bin/temporal.version"
+fi
+
+# versitygw: a real S3 service (Apache-2.0) over a directory, for the S3 blob
+# store's tests. Not used by `make run`.
+if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/bin/versitygw.version" 2>/dev/null)" != "$versitygw_version" ]; then
+  say "installing versitygw $versitygw_version (go install)"
+  GOBIN="$tools/bin" go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+  echo "$versitygw_version" > "$tools/bin/versitygw.version"
 fi
 
 # Models: copied, never committed; the manifests hold the expected sha256.

@@ -35,10 +35,11 @@ import (
 	"github.com/lessonflow/lessonflow/worker"
 )
 
-// stores are the embedded default backends, opened from the data directory.
+// stores are the backends: embedded defaults opened from the data
+// directory, or the services the configuration names.
 type stores struct {
 	catalog *catalog.SQLite
-	blobs   *blob.FS
+	blobs   blob.Store
 	vectors vectorstore.Store // the configured embedding model's collection
 }
 
@@ -50,7 +51,7 @@ func openStores(cfg config.Config) (*stores, error) {
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := blob.NewFS(cfg.Path("blobs"))
+	blobs, err := openBlobs(cfg)
 	if err != nil {
 		cat.Close()
 		return nil, err
@@ -61,6 +62,23 @@ func openStores(cfg config.Config) (*stores, error) {
 		return nil, err
 	}
 	return &stores{catalog: cat, blobs: blobs, vectors: vectors}, nil
+}
+
+// openBlobs opens the S3 bucket when one is configured, else files under
+// the data directory.
+func openBlobs(cfg config.Config) (blob.Store, error) {
+	s3 := cfg.Blob.S3
+	if s3.Bucket == "" {
+		return blob.NewFS(cfg.Path("blobs"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := blob.NewS3(ctx, s3)
+	if err != nil {
+		return nil, fmt.Errorf("LESSONFLOW_S3_*: %w", err)
+	}
+	slog.Info("objects in S3", "endpoint", s3.Endpoint, "bucket", s3.Bucket, "prefix", s3.Prefix)
+	return st, nil
 }
 
 func (s *stores) Close() {

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/config"
+	"github.com/lessonflow/lessonflow/internal/testenv"
+)
+
+// The configuration picks the blob store: files by default, S3 when a
+// bucket is named, and a bucket that cannot be reached stops the start.
+func TestOpenBlobs(t *testing.T) {
+	cfg := config.Config{DataDir: t.TempDir()}
+	if st, err := openBlobs(cfg); err != nil {
+		t.Fatal(err)
+	} else if _, ok := st.(*blob.FS); !ok {
+		t.Fatalf("default store %T, want *blob.FS", st)
+	}
+	svc := testenv.S3(t)
+	cfg.Blob.S3 = blob.S3Config{Endpoint: svc.Endpoint, Bucket: svc.Bucket(t), AccessKey: svc.AccessKey, SecretKey: svc.SecretKey, Insecure: svc.Insecure}
+	if st, err := openBlobs(cfg); err != nil {
+		t.Fatal(err)
+	} else if _, ok := st.(*blob.S3); !ok {
+		t.Fatalf("store %T, want *blob.S3", st)
+	}
+	cfg.Blob.S3.Bucket = "lessonflow-missing"
+	if _, err := openBlobs(cfg); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_S3_") || strings.Contains(err.Error(), svc.SecretKey) {
+		t.Fatalf("missing bucket: %v", err)
+	}
+}
