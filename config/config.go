@@ -37,6 +37,7 @@ type Config struct {
 	MilvusAddress     string        // MILVUS_ADDRESS: use Milvus for lesson vectors instead of sqlite-vec
 	Review            ReviewConfig  // LESSONFLOW_REVIEW_*, LESSONFLOW_WEBHOOK_*, LESSONFLOW_EVIDENCE_* (config/review.go)
 	Blob              BlobConfig    // LESSONFLOW_S3_* (config/blob.go)
+	PostgresDSN       string        // LESSONFLOW_POSTGRES_DSN: catalog in Postgres instead of SQLite. Secret: holds a password
 
 	// LESSONFLOW_WATERMARK_*, LESSONFLOW_DETECT_* (config/watermark.go)
 	Watermark WatermarkConfig
@@ -68,6 +69,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
 	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},
 	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
+	{"LESSONFLOW_POSTGRES_DSN", "(unset: SQLite in <data dir>/catalog.db)", "PostgreSQL (13+) database of the catalog, `postgres://user:pass@host/db` or `key=value` pairs; migrated at start. Secret: never logged"},
 	{"LESSONFLOW_S3_BUCKET", "(unset: files in <data dir>/blobs/)", "S3 bucket for uploads, frames, scores and renditions; it must exist. Give it a lifecycle rule that aborts incomplete multipart uploads"},
 	{"LESSONFLOW_S3_ENDPOINT", "s3.amazonaws.com", "S3-compatible endpoint `host[:port]` (MinIO, Ceph RGW, versitygw, ...)"},
 	{"LESSONFLOW_S3_PREFIX", "(none)", "key prefix inside the bucket, ending in `/`, so deployments can share a bucket"},
@@ -104,6 +106,7 @@ func FromEnv() (Config, error) {
 		MetricsAddr:       env("LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464"),
 		EmbedModel:        env("LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed"),
 		MilvusAddress:     os.Getenv("MILVUS_ADDRESS"),
+		PostgresDSN:       os.Getenv("LESSONFLOW_POSTGRES_DSN"),
 	}
 	var errs []error
 	num := func(name string, def int64) int64 {

@@ -126,6 +126,17 @@ func embedder(t testing.TB) *models.Embedder {
 	})
 }
 
+// catalogStore is what a stack's processes use of the catalog; SQLite and
+// Postgres have it all.
+type catalogStore interface {
+	catalog.Store
+	catalog.EventStore
+	catalog.ReviewStore
+	catalog.RecheckStore
+	catalog.Registry
+	catalog.DecisionPager
+}
+
 // stack is one LessonFlow deployment: its own data dir and task queue, a real
 // API server and (unless external) an in-process worker.
 type stack struct {
@@ -134,7 +145,7 @@ type stack struct {
 	server    *devserver.Server
 	dataDir   string
 	taskQueue string
-	catalog   *catalog.SQLite
+	catalog   catalogStore
 	blobs     blob.Store
 	vectors   *vectorstore.SQLiteVec
 	temporal  client.Client
@@ -154,8 +165,9 @@ type stackOptions struct {
 	// server and namespace replace the shared dev server (tests that kill it).
 	server    *devserver.Server
 	namespace string
-	// s3 keeps the objects in a bucket of testenv.S3 instead of files.
-	s3 bool
+	// s3 keeps the objects in a bucket of testenv.S3 instead of files;
+	// postgres keeps the catalog in a database of testenv.Postgres.
+	s3, postgres bool
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -182,7 +194,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		s.namespace = o.namespace
 	}
 	var err error
-	if s.catalog, err = catalog.OpenSQLite(filepath.Join(s.dataDir, "catalog.db")); err != nil {
+	if o.postgres {
+		s.catalog, err = catalog.OpenPostgres(context.Background(), testenv.Postgres(t).Database(t))
+	} else {
+		s.catalog, err = catalog.OpenSQLite(filepath.Join(s.dataDir, "catalog.db"))
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.catalog.Close() })

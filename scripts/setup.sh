@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what LessonFlow needs to run and test, idempotently:
-#   ffmpeg/ffprobe, libsqlite3-dev and chromium (Debian packages), ONNX Runtime 1.24.1 (from the npm package
+#   ffmpeg/ffprobe, libsqlite3-dev, chromium and postgresql (Debian packages), ONNX Runtime 1.24.1 (from the npm package
 #   onnxruntime-node), the Temporal CLI v1.5.1 and the versitygw S3 gateway v1.8.0
 #   (go install; tests run the S3 blob store against it), and the models
 #   (copied from LESSONFLOW_MODELS_DIR and checked against the sha256 values in
@@ -16,12 +16,17 @@ mkdir -p "$tools/bin" "$tools/lib" "$tools/models"
 
 say() { printf 'setup: %s\n' "$*"; }
 
-# Debian packages: ffmpeg/ffprobe, SQLite's header for the sqlite-vec cgo build, chromium.
+# Debian packages: ffmpeg/ffprobe, SQLite's header for the sqlite-vec cgo build, chromium, postgresql.
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
 [ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
 # Headless Chromium for the reviewer page's browser test (integration/review_ui_test.go).
 command -v chromium >/dev/null || missing+=(chromium)
+# PostgreSQL server binaries: tests start throwaway servers from them (initdb +
+# postgres on a unix socket, internal/testenv/postgres.go) for the Postgres
+# catalog backend. The package's own cluster and service are not used (nor
+# in the way: the test servers listen on no TCP port).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt)"
   sudo_cmd=""

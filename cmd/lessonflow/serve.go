@@ -38,7 +38,7 @@ import (
 // stores are the backends: embedded defaults opened from the data
 // directory, or the services the configuration names.
 type stores struct {
-	catalog *catalog.SQLite
+	catalog catalogStore
 	blobs   blob.Store
 	vectors vectorstore.Store // the configured embedding model's collection
 }
@@ -47,7 +47,7 @@ func openStores(cfg config.Config) (*stores, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	cat, err := catalog.OpenSQLite(cfg.Path("catalog.db"))
+	cat, err := openCatalog(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +62,33 @@ func openStores(cfg config.Config) (*stores, error) {
 		return nil, err
 	}
 	return &stores{catalog: cat, blobs: blobs, vectors: vectors}, nil
+}
+
+// catalogStore is every catalog interface the processes use (the API casts
+// to the optional ones); catalog.SQLite and catalog.Postgres have them all.
+type catalogStore interface {
+	catalog.Store
+	catalog.EventStore
+	catalog.ReviewStore
+	catalog.RecheckStore
+	catalog.Registry
+	catalog.DecisionPager
+}
+
+// openCatalog opens the Postgres database when one is configured, else the
+// SQLite file in the data directory.
+func openCatalog(cfg config.Config) (catalogStore, error) {
+	if cfg.PostgresDSN == "" {
+		return catalog.OpenSQLite(cfg.Path("catalog.db"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cat, err := catalog.OpenPostgres(ctx, cfg.PostgresDSN)
+	if err != nil {
+		return nil, fmt.Errorf("LESSONFLOW_POSTGRES_DSN: %w", err)
+	}
+	slog.Info("catalog in Postgres")
+	return cat, nil
 }
 
 // openBlobs opens the S3 bucket when one is configured, else files under

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/config"
 	"github.com/lessonflow/lessonflow/internal/testenv"
 )
@@ -28,5 +29,32 @@ func TestOpenBlobs(t *testing.T) {
 	cfg.Blob.S3.Bucket = "lessonflow-missing"
 	if _, err := openBlobs(cfg); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_S3_") || strings.Contains(err.Error(), svc.SecretKey) {
 		t.Fatalf("missing bucket: %v", err)
+	}
+}
+
+// The configuration picks the catalog: SQLite in the data directory by
+// default, Postgres when a DSN is set; a database that cannot be reached
+// stops the start without printing the password.
+func TestOpenCatalog(t *testing.T) {
+	cfg := config.Config{DataDir: t.TempDir()}
+	cat, err := openCatalog(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat.Close()
+	if _, ok := cat.(*catalog.SQLite); !ok {
+		t.Fatalf("default catalog %T, want *catalog.SQLite", cat)
+	}
+	cfg.PostgresDSN = testenv.Postgres(t).Database(t)
+	if cat, err = openCatalog(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cat.Close()
+	if _, ok := cat.(*catalog.Postgres); !ok {
+		t.Fatalf("catalog %T, want *catalog.Postgres", cat)
+	}
+	cfg.PostgresDSN = "postgres://lessonflow:hunter2-secret@127.0.0.1:1/nowhere?connect_timeout=2"
+	if _, err := openCatalog(cfg); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_POSTGRES_DSN") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("unreachable database: %v", err)
 	}
 }

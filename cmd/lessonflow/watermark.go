@@ -16,7 +16,6 @@ import (
 
 	"github.com/lessonflow/lessonflow/activities"
 	"github.com/lessonflow/lessonflow/api"
-	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/config"
 	"github.com/lessonflow/lessonflow/leak"
 	"github.com/lessonflow/lessonflow/media"
@@ -240,10 +239,10 @@ func runWatermarkDetect(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("watermark detect %s: %w", a.file, err)
 	}
-	// The local catalog's registry, if this machine has one.
+	// The registry: Postgres when configured, else this machine's SQLite file if it has one.
 	if rep.Found {
-		if _, err := os.Stat(cfg.Path("catalog.db")); err == nil {
-			cat, err := catalog.OpenSQLite(cfg.Path("catalog.db"))
+		if _, err := os.Stat(cfg.Path("catalog.db")); err == nil || cfg.PostgresDSN != "" {
+			cat, err := openCatalog(cfg)
 			if err != nil {
 				return err
 			}

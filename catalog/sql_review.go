@@ -11,14 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lessonflow/lessonflow/internal/sqlitedb"
 	"github.com/lessonflow/lessonflow/review"
 )
 
 var _ ReviewStore = (*SQLite)(nil)
 
 // SaveReviewItem implements ReviewStore.
-func (s *SQLite) SaveReviewItem(ctx context.Context, it review.Item) error {
+func (s *sqlStore) SaveReviewItem(ctx context.Context, it review.Item) error {
 	switch {
 	case it.ID == "" || it.VideoID == "":
 		return fmt.Errorf("save review item: %w: empty id or video id", ErrInvalid)
@@ -41,7 +40,7 @@ func (s *SQLite) SaveReviewItem(ctx context.Context, it review.Item) error {
 	if err != nil {
 		return fmt.Errorf("save review item %s: %w", it.ID, err)
 	}
-	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx querier) error {
 		if err := videoExists(ctx, tx, it.VideoID); err != nil {
 			return err
 		}
@@ -106,8 +105,8 @@ func rankedItems(now time.Time, ranks *[]float64) func(rowScanner) (review.Item,
 }
 
 // GetReviewItem implements ReviewStore.
-func (s *SQLite) GetReviewItem(ctx context.Context, id string) (review.Item, error) {
-	it, err := queryOne(ctx, s.r, rankedItems(time.Now(), nil), `SELECT item, rank FROM review_items WHERE id = ?`, id)
+func (s *sqlStore) GetReviewItem(ctx context.Context, id string) (review.Item, error) {
+	it, err := queryOne(ctx, s.reader(), rankedItems(time.Now(), nil), `SELECT item, rank FROM review_items WHERE id = ?`, id)
 	if err != nil {
 		return review.Item{}, fmt.Errorf("get review item %s: %w", id, err)
 	}
@@ -137,7 +136,7 @@ func decodeReviewCursor(s string) (float64, string, error) {
 }
 
 // ListReviewItems implements ReviewStore.
-func (s *SQLite) ListReviewItems(ctx context.Context, q ReviewQuery) ([]review.Item, string, error) {
+func (s *sqlStore) ListReviewItems(ctx context.Context, q ReviewQuery) ([]review.Item, string, error) {
 	limit := clampLimit(q.Limit)
 	var where conditions
 	if q.State != "" {
@@ -157,7 +156,7 @@ func (s *SQLite) ListReviewItems(ctx context.Context, q ReviewQuery) ([]review.I
 		where.add("(rank, id) < (?, ?)", rank, id)
 	}
 	var ranks []float64
-	items, err := queryAll(ctx, s.r, rankedItems(time.Now(), &ranks),
+	items, err := queryAll(ctx, s.reader(), rankedItems(time.Now(), &ranks),
 		`SELECT item, rank FROM review_items`+where.clause()+` ORDER BY rank DESC, id DESC LIMIT ?`,
 		append(where.args, limit+1)...)
 	if err != nil {
@@ -172,11 +171,12 @@ func (s *SQLite) ListReviewItems(ctx context.Context, q ReviewQuery) ([]review.I
 }
 
 // UploaderHistory implements ReviewStore.
-func (s *SQLite) UploaderHistory(ctx context.Context, teacherID string) (blocked, total int, err error) {
+func (s *sqlStore) UploaderHistory(ctx context.Context, teacherID string) (blocked, total int, err error) {
 	if teacherID == "" {
 		return 0, 0, nil
 	}
-	err = s.r.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(state = ?), 0) FROM videos WHERE teacher_id = ?`,
+	err = s.reader().QueryRowContext(ctx, `SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0) AS BIGINT)
+		FROM videos WHERE teacher_id = ?`,
 		StateBlocked, teacherID).Scan(&total, &blocked)
 	if err != nil {
 		return 0, 0, fmt.Errorf("uploader history of %s: %w", teacherID, err)
@@ -185,9 +185,9 @@ func (s *SQLite) UploaderHistory(ctx context.Context, teacherID string) (blocked
 }
 
 // Audience implements ReviewStore: distinct viewers, kept by RecordEvents.
-func (s *SQLite) Audience(ctx context.Context, videoID string) (int, error) {
+func (s *sqlStore) Audience(ctx context.Context, videoID string) (int, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT views FROM lesson_stats WHERE lesson_id = ?`, videoID).Scan(&n)
+	err := s.reader().QueryRowContext(ctx, `SELECT views FROM lesson_stats WHERE lesson_id = ?`, videoID).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

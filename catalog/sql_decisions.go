@@ -2,12 +2,9 @@ package catalog
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/lessonflow/lessonflow/internal/sqlitedb"
 )
 
 // DecisionQuery selects a page of one video's decision log, oldest first.
@@ -31,7 +28,7 @@ const decisionCursorPrefix = "dc|"
 
 // DecisionsPage implements DecisionPager: keyset pagination on seq, which
 // only grows, so pages stay stable while decisions are appended.
-func (s *SQLite) DecisionsPage(ctx context.Context, q DecisionQuery) ([]Decision, string, error) {
+func (s *sqlStore) DecisionsPage(ctx context.Context, q DecisionQuery) ([]Decision, string, error) {
 	var after int64
 	if q.Cursor != "" {
 		key, err := openCursor(q.Cursor)
@@ -46,7 +43,7 @@ func (s *SQLite) DecisionsPage(ctx context.Context, q DecisionQuery) ([]Decision
 	}
 	limit := clampLimit(q.Limit)
 	var out []Decision
-	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx querier) error {
 		if err := videoExists(ctx, tx, q.VideoID); err != nil {
 			return err
 		}

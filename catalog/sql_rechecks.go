@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/lessonflow/lessonflow/internal/sqlitedb"
 )
 
 var _ RecheckStore = (*SQLite)(nil)
@@ -38,7 +36,7 @@ func scanBatch(sc rowScanner) (RecheckBatch, error) {
 }
 
 // CreateRecheckBatch implements RecheckStore.
-func (s *SQLite) CreateRecheckBatch(ctx context.Context, b RecheckBatch) (RecheckBatch, bool, error) {
+func (s *sqlStore) CreateRecheckBatch(ctx context.Context, b RecheckBatch) (RecheckBatch, bool, error) {
 	if b.ID == "" || b.PolicyVersion == "" || b.PolicyKey == "" {
 		return RecheckBatch{}, false, fmt.Errorf("create recheck batch %q: %w: id, policy version and policy key are required", b.ID, ErrInvalid)
 	}
@@ -59,7 +57,7 @@ func (s *SQLite) CreateRecheckBatch(ctx context.Context, b RecheckBatch) (Rechec
 		out      RecheckBatch
 		inserted bool
 	)
-	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx querier) error {
 		var err error
 		out, inserted, err = insertOrGet(ctx, tx, func() (RecheckBatch, error) {
 			return scanBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, b.ID))
@@ -76,8 +74,8 @@ func (s *SQLite) CreateRecheckBatch(ctx context.Context, b RecheckBatch) (Rechec
 }
 
 // GetRecheckBatch implements RecheckStore.
-func (s *SQLite) GetRecheckBatch(ctx context.Context, id string) (RecheckBatch, error) {
-	b, err := queryOne(ctx, s.r, scanBatch, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, id)
+func (s *sqlStore) GetRecheckBatch(ctx context.Context, id string) (RecheckBatch, error) {
+	b, err := queryOne(ctx, s.reader(), scanBatch, `SELECT `+batchCols+` FROM recheck_batches WHERE id = ?`, id)
 	if err != nil {
 		return RecheckBatch{}, fmt.Errorf("get recheck batch %s: %w", id, err)
 	}
@@ -85,8 +83,8 @@ func (s *SQLite) GetRecheckBatch(ctx context.Context, id string) (RecheckBatch, 
 }
 
 // RecheckBatchByPolicy implements RecheckStore.
-func (s *SQLite) RecheckBatchByPolicy(ctx context.Context, policyVersion string) (RecheckBatch, error) {
-	b, err := queryOne(ctx, s.r, scanBatch, `SELECT `+batchCols+` FROM recheck_batches
+func (s *sqlStore) RecheckBatchByPolicy(ctx context.Context, policyVersion string) (RecheckBatch, error) {
+	b, err := queryOne(ctx, s.reader(), scanBatch, `SELECT `+batchCols+` FROM recheck_batches
 		WHERE policy_version = ? ORDER BY created_at DESC, id DESC LIMIT 1`, policyVersion)
 	if err != nil {
 		return RecheckBatch{}, fmt.Errorf("recheck batch of policy %s: %w", policyVersion, err)
@@ -95,11 +93,11 @@ func (s *SQLite) RecheckBatchByPolicy(ctx context.Context, policyVersion string)
 }
 
 // FinishRecheckBatch implements RecheckStore.
-func (s *SQLite) FinishRecheckBatch(ctx context.Context, id, state, errMsg string) error {
+func (s *sqlStore) FinishRecheckBatch(ctx context.Context, id, state, errMsg string) error {
 	if state != RecheckCompleted && state != RecheckFailed {
 		return fmt.Errorf("finish recheck batch %s: %w: state %q", id, ErrInvalid, state)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE recheck_batches SET state = ?, error = ?, finished_at = ? WHERE id = ?`,
+	res, err := s.writer().ExecContext(ctx, `UPDATE recheck_batches SET state = ?, error = ?, finished_at = ? WHERE id = ?`,
 		state, errMsg, nowOr(time.Time{}).UnixMicro(), id)
 	if err != nil {
 		return fmt.Errorf("finish recheck batch %s: %w", id, err)
@@ -154,7 +152,7 @@ func batchExists(ctx context.Context, q querier, id string) error {
 }
 
 // RecordRecheckResult implements RecheckStore.
-func (s *SQLite) RecordRecheckResult(ctx context.Context, r RecheckResult) (RecheckResult, bool, error) {
+func (s *sqlStore) RecordRecheckResult(ctx context.Context, r RecheckResult) (RecheckResult, bool, error) {
 	if r.BatchID == "" || r.VideoID == "" {
 		return RecheckResult{}, false, fmt.Errorf("record recheck result: %w: empty batch or video id", ErrInvalid)
 	}
@@ -170,7 +168,7 @@ func (s *SQLite) RecordRecheckResult(ctx context.Context, r RecheckResult) (Rech
 		out      RecheckResult
 		inserted bool
 	)
-	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx querier) error {
 		if err := batchExists(ctx, tx, r.BatchID); err != nil {
 			return err
 		}
@@ -206,8 +204,8 @@ func (s *SQLite) RecordRecheckResult(ctx context.Context, r RecheckResult) (Rech
 }
 
 // GetRecheckResult implements RecheckStore.
-func (s *SQLite) GetRecheckResult(ctx context.Context, batchID, videoID string) (RecheckResult, error) {
-	r, err := queryOne(ctx, s.r, scanResult, `SELECT `+resultCols+` FROM recheck_results
+func (s *sqlStore) GetRecheckResult(ctx context.Context, batchID, videoID string) (RecheckResult, error) {
+	r, err := queryOne(ctx, s.reader(), scanResult, `SELECT `+resultCols+` FROM recheck_results
 		WHERE batch_id = ? AND video_id = ?`, batchID, videoID)
 	if err != nil {
 		return RecheckResult{}, fmt.Errorf("recheck result %s/%s: %w", batchID, videoID, err)
@@ -223,11 +221,11 @@ func btoi(b bool) int {
 }
 
 // SetRecheckReviewItem implements RecheckStore.
-func (s *SQLite) SetRecheckReviewItem(ctx context.Context, batchID, videoID, itemID string) error {
+func (s *sqlStore) SetRecheckReviewItem(ctx context.Context, batchID, videoID, itemID string) error {
 	if itemID == "" {
 		return fmt.Errorf("set review item of %s/%s: %w: empty item id", batchID, videoID, ErrInvalid)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE recheck_results SET review_item_id = ? WHERE batch_id = ? AND video_id = ?`,
+	res, err := s.writer().ExecContext(ctx, `UPDATE recheck_results SET review_item_id = ? WHERE batch_id = ? AND video_id = ?`,
 		itemID, batchID, videoID)
 	if err != nil {
 		return fmt.Errorf("set review item of %s/%s: %w", batchID, videoID, err)
@@ -262,7 +260,7 @@ func decodeResultCursor(s string) (int64, error) {
 }
 
 // RecheckResults implements RecheckStore.
-func (s *SQLite) RecheckResults(ctx context.Context, q RecheckResultQuery) ([]RecheckResult, string, error) {
+func (s *sqlStore) RecheckResults(ctx context.Context, q RecheckResultQuery) ([]RecheckResult, string, error) {
 	limit := clampLimit(q.Limit)
 	var after int64
 	if q.Cursor != "" {
@@ -273,7 +271,7 @@ func (s *SQLite) RecheckResults(ctx context.Context, q RecheckResultQuery) ([]Re
 	}
 	var out []RecheckResult
 	next := ""
-	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx querier) error {
 		if err := batchExists(ctx, tx, q.BatchID); err != nil {
 			return err
 		}
@@ -296,14 +294,15 @@ func (s *SQLite) RecheckResults(ctx context.Context, q RecheckResultQuery) ([]Re
 }
 
 // RecheckCounts implements RecheckStore.
-func (s *SQLite) RecheckCounts(ctx context.Context, batchID string) (RecheckCounts, error) {
+func (s *sqlStore) RecheckCounts(ctx context.Context, batchID string) (RecheckCounts, error) {
 	var c RecheckCounts
-	err := sqlitedb.InTx(ctx, s.r, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx querier) error {
 		if err := batchExists(ctx, tx, batchID); err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(changed), 0),
-			COALESCE(SUM(error != ''), 0), COALESCE(SUM(review_item_id != ''), 0)
+		return tx.QueryRowContext(ctx, `SELECT COUNT(*), CAST(COALESCE(SUM(changed), 0) AS BIGINT),
+			CAST(COALESCE(SUM(CASE WHEN error <> '' THEN 1 ELSE 0 END), 0) AS BIGINT),
+			CAST(COALESCE(SUM(CASE WHEN review_item_id <> '' THEN 1 ELSE 0 END), 0) AS BIGINT)
 			FROM recheck_results WHERE batch_id = ?`, batchID).Scan(&c.Processed, &c.Changed, &c.Errors, &c.SentToReview)
 	})
 	if err != nil {

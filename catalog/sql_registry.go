@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/lessonflow/lessonflow/internal/sqlitedb"
 )
 
 var _ Registry = (*SQLite)(nil)
@@ -49,14 +47,14 @@ func scanWatermark(sc rowScanner) (WatermarkRecord, error) {
 }
 
 // RegisterWatermark implements Registry.
-func (s *SQLite) RegisterWatermark(ctx context.Context, videoID, teacherID, keyID string) (WatermarkRecord, error) {
+func (s *sqlStore) RegisterWatermark(ctx context.Context, videoID, teacherID, keyID string) (WatermarkRecord, error) {
 	if videoID == "" || keyID == "" {
 		return WatermarkRecord{}, fmt.Errorf("register watermark for %q: %w: empty video id or key id", videoID, ErrInvalid)
 	}
 	var out WatermarkRecord
 	// One IMMEDIATE transaction: the lookup and the insert cannot interleave
 	// with another registration; UNIQUE (video_id) backs it up.
-	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx querier) error {
 		if err := videoExists(ctx, tx, videoID); err != nil {
 			return err
 		}
@@ -96,8 +94,8 @@ func (s *SQLite) RegisterWatermark(ctx context.Context, videoID, teacherID, keyI
 }
 
 // LookupWatermark implements Registry.
-func (s *SQLite) LookupWatermark(ctx context.Context, id WatermarkID) (WatermarkRecord, error) {
-	r, err := queryOne(ctx, s.r, scanWatermark, `SELECT `+watermarkCols+` FROM watermarks WHERE payload = ?`, int64(id))
+func (s *sqlStore) LookupWatermark(ctx context.Context, id WatermarkID) (WatermarkRecord, error) {
+	r, err := queryOne(ctx, s.reader(), scanWatermark, `SELECT `+watermarkCols+` FROM watermarks WHERE payload = ?`, int64(id))
 	if err != nil {
 		return r, fmt.Errorf("look up watermark %s: %w", id, err)
 	}
@@ -105,8 +103,8 @@ func (s *SQLite) LookupWatermark(ctx context.Context, id WatermarkID) (Watermark
 }
 
 // WatermarkOf implements Registry.
-func (s *SQLite) WatermarkOf(ctx context.Context, videoID string) (WatermarkRecord, error) {
-	r, err := queryOne(ctx, s.r, scanWatermark, `SELECT `+watermarkCols+` FROM watermarks WHERE video_id = ?`, videoID)
+func (s *sqlStore) WatermarkOf(ctx context.Context, videoID string) (WatermarkRecord, error) {
+	r, err := queryOne(ctx, s.reader(), scanWatermark, `SELECT `+watermarkCols+` FROM watermarks WHERE video_id = ?`, videoID)
 	if err != nil {
 		return r, fmt.Errorf("watermark of %s: %w", videoID, err)
 	}
@@ -114,7 +112,7 @@ func (s *SQLite) WatermarkOf(ctx context.Context, videoID string) (WatermarkReco
 }
 
 // SetRendition implements Registry.
-func (s *SQLite) SetRendition(ctx context.Context, r Rendition) error {
+func (s *sqlStore) SetRendition(ctx context.Context, r Rendition) error {
 	if r.VideoID == "" || r.BlobKey == "" || r.SHA256 == "" || r.SizeBytes <= 0 || r.Frames <= 0 {
 		return fmt.Errorf("set rendition of %q: %w: empty video id, blob key or hash, or no bytes or frames", r.VideoID, ErrInvalid)
 	}
@@ -122,7 +120,7 @@ func (s *SQLite) SetRendition(ctx context.Context, r Rendition) error {
 	if err != nil {
 		return fmt.Errorf("set rendition of %s: %w", r.VideoID, err)
 	}
-	err = sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx querier) error {
 		if err := videoExists(ctx, tx, r.VideoID); err != nil {
 			return err
 		}
@@ -153,16 +151,16 @@ func (s *SQLite) SetRendition(ctx context.Context, r Rendition) error {
 }
 
 // Rendition implements Registry.
-func (s *SQLite) Rendition(ctx context.Context, videoID string) (Rendition, error) {
+func (s *sqlStore) Rendition(ctx context.Context, videoID string) (Rendition, error) {
 	r := Rendition{VideoID: videoID}
 	var (
 		payload, created int64
 		enc              string
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT blob_key, sha256, size_bytes, payload, frames, encode, created_at
+	err := s.reader().QueryRowContext(ctx, `SELECT blob_key, sha256, size_bytes, payload, frames, encode, created_at
 		FROM renditions WHERE video_id = ?`, videoID).Scan(&r.BlobKey, &r.SHA256, &r.SizeBytes, &payload, &r.Frames, &enc, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		if err = videoExists(ctx, s.r, videoID); err == nil {
+		if err = videoExists(ctx, s.reader(), videoID); err == nil {
 			err = ErrNoRendition
 		}
 	}

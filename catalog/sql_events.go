@@ -7,9 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
-
-	"github.com/lessonflow/lessonflow/internal/sqlitedb"
 )
 
 var _ EventStore = (*SQLite)(nil)
@@ -34,7 +33,7 @@ func validateEvent(e Event) error {
 }
 
 // RecordEvents implements EventStore.
-func (s *SQLite) RecordEvents(ctx context.Context, events []Event) ([]EventOutcome, error) {
+func (s *sqlStore) RecordEvents(ctx context.Context, events []Event) ([]EventOutcome, error) {
 	if len(events) > MaxEventBatch {
 		return nil, fmt.Errorf("record events: %w: batch of %d, max %d", ErrInvalid, len(events), MaxEventBatch)
 	}
@@ -45,7 +44,7 @@ func (s *SQLite) RecordEvents(ctx context.Context, events []Event) ([]EventOutco
 	}
 	out := make([]EventOutcome, len(events))
 	now := time.Now().UnixMicro()
-	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx querier) error {
 		published := map[string]bool{}
 		for i, e := range events {
 			ok, seen := published[e.LessonID]
@@ -87,7 +86,7 @@ func (s *SQLite) RecordEvents(ctx context.Context, events []Event) ([]EventOutco
 			}
 			col := statColumn[e.Type] // a fixed column name, not input
 			if _, err := tx.ExecContext(ctx, `INSERT INTO lesson_stats (lesson_id, `+col+`) VALUES (?, 1)
-				ON CONFLICT (lesson_id) DO UPDATE SET `+col+` = `+col+` + 1`, e.LessonID); err != nil {
+				ON CONFLICT (lesson_id) DO UPDATE SET `+col+` = lesson_stats.`+col+` + 1`, e.LessonID); err != nil {
 				return err
 			}
 		}
@@ -100,11 +99,11 @@ func (s *SQLite) RecordEvents(ctx context.Context, events []Event) ([]EventOutco
 }
 
 // UserEvents implements EventStore.
-func (s *SQLite) UserEvents(ctx context.Context, userID string, limit int) ([]Event, error) {
+func (s *sqlStore) UserEvents(ctx context.Context, userID string, limit int) ([]Event, error) {
 	if limit < 1 || limit > MaxUserEvents {
 		return nil, fmt.Errorf("events of %s: %w: limit %d, want 1 to %d", userID, ErrInvalid, limit, MaxUserEvents)
 	}
-	out, err := queryAll(ctx, s.r, func(sc rowScanner) (Event, error) {
+	out, err := queryAll(ctx, s.reader(), func(sc rowScanner) (Event, error) {
 		e := Event{UserID: userID}
 		var at, watch int64
 		if err := sc.Scan(&e.ID, &e.LessonID, &e.Type, &at, &watch, &e.RecID); err != nil {
@@ -121,8 +120,20 @@ func (s *SQLite) UserEvents(ctx context.Context, userID string, limit int) ([]Ev
 	return out, nil
 }
 
-const lessonCols = `v.id, v.title, v.language, v.level, v.state, COALESCE(json_extract(v.media, '$.duration_ms'), 0),
+// lessonCols reads a Lesson from videos v, publications p and lesson_stats
+// s (lessonFrom); durationMS is the dialect's read of media.duration_ms.
+func lessonCols(durationMS string) string {
+	return `v.id, v.title, v.language, v.level, v.state, COALESCE(` + durationMS + `, 0),
 	p.published_at, COALESCE(s.views, 0), COALESCE(s.completes, 0), COALESCE(s.likes, 0), COALESCE(s.dislikes, 0), COALESCE(s.skips, 0)`
+}
+
+// durationMS reads media.duration_ms of videos v.
+func (s *sqlStore) durationMS() string {
+	if s.pg {
+		return `CAST(CAST(v.media AS jsonb) ->> 'duration_ms' AS BIGINT)`
+	}
+	return `json_extract(v.media, '$.duration_ms')`
+}
 
 const lessonFrom = ` FROM videos v LEFT JOIN publications p ON p.video_id = v.id LEFT JOIN lesson_stats s ON s.lesson_id = v.id`
 
@@ -143,7 +154,7 @@ func scanLesson(sc rowScanner) (Lesson, error) {
 }
 
 // Lessons implements EventStore.
-func (s *SQLite) Lessons(ctx context.Context, ids []string) (map[string]Lesson, error) {
+func (s *sqlStore) Lessons(ctx context.Context, ids []string) (map[string]Lesson, error) {
 	if len(ids) > MaxLessonLookup {
 		return nil, fmt.Errorf("look up lessons: %w: %d ids, max %d", ErrInvalid, len(ids), MaxLessonLookup)
 	}
@@ -159,10 +170,16 @@ func (s *SQLite) Lessons(ctx context.Context, ids []string) (map[string]Lesson, 
 	if err != nil {
 		return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
 	}
-	ls, err := queryAll(ctx, s.r, scanLesson, `SELECT m.id, m.title, m.language, m.level, v.state, m.duration_ms,
+	query := `SELECT m.id, m.title, m.language, m.level, v.state, m.duration_ms,
 		m.published_at, m.views, m.completes, m.likes, m.dislikes, m.skips
 		FROM lesson_meta m JOIN videos v INDEXED BY videos_id_state ON v.id = m.id
-		WHERE m.id IN (SELECT value FROM json_each(?))`, string(idsJSON))
+		WHERE m.id IN (SELECT value FROM json_each(?))`
+	if s.pg { // lesson_meta is a view there (migrations/postgres/0006)
+		query = `SELECT m.id, m.title, m.language, m.level, m.state, m.duration_ms,
+		m.published_at, m.views, m.completes, m.likes, m.dislikes, m.skips
+		FROM lesson_meta m WHERE m.id IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb)))`
+	}
+	ls, err := queryAll(ctx, s.reader(), scanLesson, query, string(idsJSON))
 	if err != nil {
 		return nil, fmt.Errorf("look up %d lessons: %w", len(ids), err)
 	}
@@ -173,12 +190,12 @@ func (s *SQLite) Lessons(ctx context.Context, ids []string) (map[string]Lesson, 
 }
 
 // Publish implements EventStore.
-func (s *SQLite) Publish(ctx context.Context, id string, at time.Time) (time.Time, error) {
+func (s *sqlStore) Publish(ctx context.Context, id string, at time.Time) (time.Time, error) {
 	if id == "" {
 		return time.Time{}, fmt.Errorf("publish: %w: empty id", ErrInvalid)
 	}
 	var first time.Time
-	err := sqlitedb.InTx(ctx, s.w, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx querier) error {
 		var state State
 		err := tx.QueryRowContext(ctx, `SELECT state FROM videos WHERE id = ?`, id).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -218,7 +235,7 @@ func (s *SQLite) Publish(ctx context.Context, id string, at time.Time) (time.Tim
 }
 
 // PublishedLessons implements EventStore.
-func (s *SQLite) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Lesson, error) {
+func (s *sqlStore) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Lesson, error) {
 	var where conditions
 	where.add("v.state = ?", StatePublished)
 	if q.Language != "" {
@@ -238,6 +255,9 @@ func (s *SQLite) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Less
 		// Popularity as LessonStats.Popularity computes it.
 		order = `MAX(0, COALESCE(s.views, 0) + 3*COALESCE(s.completes, 0) + 3*COALESCE(s.likes, 0)
 			- 2*COALESCE(s.dislikes, 0) - COALESCE(s.skips, 0)) DESC, p.published_at DESC, v.id`
+		if s.pg { // MAX of two values is GREATEST there
+			order = "GREATEST" + strings.TrimPrefix(order, "MAX")
+		}
 	case ByID:
 		order = "v.id"
 		if q.After != "" {
@@ -246,7 +266,7 @@ func (s *SQLite) PublishedLessons(ctx context.Context, q PublishedQuery) ([]Less
 	default:
 		return nil, fmt.Errorf("published lessons: %w: order %d", ErrInvalid, q.Order)
 	}
-	out, err := queryAll(ctx, s.r, scanLesson, `SELECT `+lessonCols+lessonFrom+where.clause()+
+	out, err := queryAll(ctx, s.reader(), scanLesson, `SELECT `+lessonCols(s.durationMS())+lessonFrom+where.clause()+
 		` ORDER BY `+order+` LIMIT ?`, append(where.args, clampLimit(q.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("published lessons: %w", err)
