@@ -178,3 +178,14 @@ type Store interface {
 	// Close releases the store; calling it again is a no-op.
 	Close() error
 }
+
+// Backend is every catalog interface at once, what the API and worker
+// processes open; SQLite and Postgres implement it all.
+type Backend interface {
+	Store
+	EventStore
+	ReviewStore
+	RecheckStore
+	Registry
+	DecisionPager
+}

@@ -22,7 +22,7 @@ var pgMigrationFiles embed.FS
 // migrations/postgres, one twin per SQLite migration.
 type Postgres struct{ *sqlStore }
 
-var _ Store = (*Postgres)(nil)
+var _ Backend = (*Postgres)(nil)
 
 // OpenPostgres connects to the database dsn names (a postgres:// URL or
 // key=value pairs, as pgx reads them) and brings its schema up to date.

@@ -35,7 +35,7 @@ var migrationFiles embed.FS
 // so an fsync each costs nothing that matters.
 type SQLite struct{ *sqlStore }
 
-var _ Store = (*SQLite)(nil)
+var _ Backend = (*SQLite)(nil)
 
 // OpenSQLite opens (creating if needed) the catalog at path and brings its
 // schema up to date. Several processes may open the same file at once.

@@ -126,17 +126,6 @@ func embedder(t testing.TB) *models.Embedder {
 	})
 }
 
-// catalogStore is what a stack's processes use of the catalog; SQLite and
-// Postgres have it all.
-type catalogStore interface {
-	catalog.Store
-	catalog.EventStore
-	catalog.ReviewStore
-	catalog.RecheckStore
-	catalog.Registry
-	catalog.DecisionPager
-}
-
 // stack is one LessonFlow deployment: its own data dir and task queue, a real
 // API server and (unless external) an in-process worker.
 type stack struct {
@@ -145,7 +134,7 @@ type stack struct {
 	server    *devserver.Server
 	dataDir   string
 	taskQueue string
-	catalog   catalogStore
+	catalog   catalog.Backend
 	blobs     blob.Store
 	vectors   *vectorstore.SQLiteVec
 	temporal  client.Client

@@ -38,7 +38,7 @@ import (
 // stores are the backends: embedded defaults opened from the data
 // directory, or the services the configuration names.
 type stores struct {
-	catalog catalogStore
+	catalog catalog.Backend
 	blobs   blob.Store
 	vectors vectorstore.Store // the configured embedding model's collection
 }
@@ -64,20 +64,9 @@ func openStores(cfg config.Config) (*stores, error) {
 	return &stores{catalog: cat, blobs: blobs, vectors: vectors}, nil
 }
 
-// catalogStore is every catalog interface the processes use (the API casts
-// to the optional ones); catalog.SQLite and catalog.Postgres have them all.
-type catalogStore interface {
-	catalog.Store
-	catalog.EventStore
-	catalog.ReviewStore
-	catalog.RecheckStore
-	catalog.Registry
-	catalog.DecisionPager
-}
-
 // openCatalog opens the Postgres database when one is configured, else the
 // SQLite file in the data directory.
-func openCatalog(cfg config.Config) (catalogStore, error) {
+func openCatalog(cfg config.Config) (catalog.Backend, error) {
 	if cfg.PostgresDSN == "" {
 		return catalog.OpenSQLite(cfg.Path("catalog.db"))
 	}

@@ -3,9 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -62,9 +60,7 @@ func Postgres(t testing.TB) *PostgresServer {
 // connections still open, when the test ends.
 func (p *PostgresServer) Database(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "lf_" + hex.EncodeToString(b)
+	name := freshName("lf_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := p.admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {

@@ -54,9 +54,7 @@ func S3(t testing.TB) *S3Service {
 // whatever it holds, when the test ends.
 func (s *S3Service) Bucket(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "lessonflow-test-" + hex.EncodeToString(b)
+	name := freshName("lessonflow-test-")
 	ctx := context.Background()
 	if err := s.client.MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
 		t.Fatalf("create bucket %s at %s: %v", name, s.Endpoint, err)
@@ -124,4 +122,12 @@ func waitListening(addr string, exited <-chan error) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("not listening after 15 s")
+}
+
+// freshName is prefix and 12 random hex digits: a bucket or database no
+// other test uses.
+func freshName(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
 }
