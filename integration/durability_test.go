@@ -63,6 +63,7 @@ func (s *stack) startWorkerProcess(t *testing.T, n int, env ...string) *exec.Cmd
 		"LESSONFLOW_WORKER_CONCURRENCY=1",
 		"LESSONFLOW_WATERMARK_KEY="+itWatermarkKey, "LESSONFLOW_WATERMARK_PRESET="+itEncode.Preset,
 	)
+	cmd.Env = append(cmd.Env, s.workerEnv...)
 	cmd.Env = append(cmd.Env, env...) // the last value of a key wins
 	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
 	if err != nil {
@@ -128,7 +129,15 @@ func TestWorkerKilledMidStage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills worker processes; not in -short")
 	}
-	s := newStack(t, stackOptions{noWorker: true})
+	t.Run("sqlite+files", func(t *testing.T) { testWorkerKilledMidStage(t, stackOptions{noWorker: true}) })
+	// The catalog in Postgres, the objects in S3: what several machines run.
+	t.Run("postgres+s3", func(t *testing.T) {
+		testWorkerKilledMidStage(t, stackOptions{noWorker: true, postgres: true, s3: true})
+	})
+}
+
+func testWorkerKilledMidStage(t *testing.T, o stackOptions) {
+	s := newStack(t, o)
 	clip := longClip(t)
 	code, body := s.upload(appKey, lessonForm(clip))
 	if code != http.StatusAccepted {
@@ -148,6 +157,9 @@ func TestWorkerKilledMidStage(t *testing.T) {
 		t.Fatalf("want exactly one decision record, have %d (%v)", len(ds), err)
 	}
 	video, _ := s.catalog.GetVideo(context.Background(), id)
+	if ups := s.blobKeys("uploads/"); len(ups) != 1 || ups[0] != video.BlobKey {
+		t.Fatalf("upload objects %v, want exactly the video's %s", ups, video.BlobKey)
+	}
 	for _, st := range video.Stages {
 		t.Logf("stage %s: %s, %d attempts", st.Name, st.State, st.Attempts)
 		if (st.Name == "sample" || st.Name == "classify") && st.Attempts < 2 {

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,6 +140,9 @@ type stack struct {
 	vectors   *vectorstore.SQLiteVec
 	temporal  client.Client
 	api       *httptest.Server
+	// workerEnv points worker processes at the stack's Postgres and S3
+	// (startWorkerProcess), "KEY=value" each.
+	workerEnv []string
 }
 
 type stackOptions struct {
@@ -184,7 +188,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	var err error
 	if o.postgres {
-		s.catalog, err = catalog.OpenPostgres(context.Background(), testenv.Postgres(t).Database(t))
+		dsn := testenv.Postgres(t).Database(t)
+		s.catalog, err = catalog.OpenPostgres(context.Background(), dsn)
+		s.workerEnv = append(s.workerEnv, "LESSONFLOW_POSTGRES_DSN="+dsn)
 	} else {
 		s.catalog, err = catalog.OpenSQLite(filepath.Join(s.dataDir, "catalog.db"))
 	}
@@ -194,8 +200,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	t.Cleanup(func() { s.catalog.Close() })
 	if o.s3 {
 		svc := testenv.S3(t)
-		s.blobs, err = blob.NewS3(context.Background(), blob.S3Config{Endpoint: svc.Endpoint, Bucket: svc.Bucket(t), Prefix: "it/",
-			AccessKey: svc.AccessKey, SecretKey: svc.SecretKey, Insecure: svc.Insecure})
+		cfg := blob.S3Config{Endpoint: svc.Endpoint, Bucket: svc.Bucket(t), Prefix: "it/",
+			AccessKey: svc.AccessKey, SecretKey: svc.SecretKey, Insecure: svc.Insecure}
+		s.blobs, err = blob.NewS3(context.Background(), cfg)
+		s.workerEnv = append(s.workerEnv, "LESSONFLOW_S3_ENDPOINT="+cfg.Endpoint, "LESSONFLOW_S3_BUCKET="+cfg.Bucket,
+			"LESSONFLOW_S3_PREFIX="+cfg.Prefix, "LESSONFLOW_S3_ACCESS_KEY="+cfg.AccessKey, "LESSONFLOW_S3_SECRET_KEY="+cfg.SecretKey,
+			"LESSONFLOW_S3_INSECURE="+strconv.FormatBool(cfg.Insecure))
 	} else {
 		s.blobs, err = blob.NewFS(filepath.Join(s.dataDir, "blobs"))
 	}
