@@ -263,14 +263,24 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; the server logged the cause")
 }
 
+// health answers whether the API's dependencies answer: the catalog, the
+// blob store (a Postgres server, an S3 bucket at scale) and Temporal. The
+// endpoint needs no credentials, so a failure is logged, not shown.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	checks := map[string]string{"catalog": "ok", "temporal": "ok"}
+	checks := map[string]string{"catalog": "ok", "blobs": "ok", "temporal": "ok"}
 	status := http.StatusOK
+	fail := func(name string, err error) {
+		s.Logger.Warn("health check failed", "dependency", name, "error", err)
+		checks[name], status = "unavailable", http.StatusServiceUnavailable
+	}
 	if _, err := s.Catalog.GetVideo(r.Context(), "healthz-probe"); err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		checks["catalog"], status = err.Error(), http.StatusServiceUnavailable
+		fail("catalog", err)
+	}
+	if _, err := s.Blobs.Stat(r.Context(), "healthz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
+		fail("blobs", err)
 	}
 	if _, err := s.Temporal.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
-		checks["temporal"], status = err.Error(), http.StatusServiceUnavailable
+		fail("temporal", err)
 	}
 	state := "ok"
 	if status != http.StatusOK {

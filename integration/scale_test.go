@@ -37,6 +37,9 @@ func TestPipelineOnPostgresAndS3(t *testing.T) {
 		t.Fatalf("catalog is %T", s.catalog)
 	}
 	ctx := context.Background()
+	if code, out := s.get("", "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz on Postgres and S3: %d %v", code, out)
+	}
 	clip := testenv.SharedVideo(t, "car-detection.mp4")
 	other := testenv.SharedVideo(t, "one-by-one-person-detection.mp4")
 	ids := map[string]string{}
