@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ const testKeyring = "k1:000102030405060708090a0b0c0d0e0f,k0:f0f1f2f3f4f5f6f7f8f9
 
 // failingStore fails puts of keys containing failOn (a worker dying mid-pass).
 type failingStore struct {
-	*blob.FS
+	blob.Store
 	failOn string
 }
 
@@ -33,7 +34,7 @@ func (s *failingStore) Put(ctx context.Context, key string, r io.Reader) (blob.I
 	if s.failOn != "" && strings.Contains(key, s.failOn) {
 		return blob.Info{}, errInjected
 	}
-	return s.FS.Put(ctx, key, r)
+	return s.Store.Put(ctx, key, r)
 }
 
 type wmFixture struct {
@@ -46,29 +47,39 @@ type wmFixture struct {
 
 func newWMFixture(t *testing.T) *wmFixture {
 	t.Helper()
-	return newWMFixtureFrom(t, testenv.Clip(t, "wm-activity-testsrc2-640x360-25-6s-audio.mp4",
+	return newWMFixtureFrom(t, wmActivityClip(t))
+}
+
+// wmActivityClip is 6 s of 640x360 testsrc2 at 25 fps with a sine.
+func wmActivityClip(t *testing.T) string {
+	return testenv.Clip(t, "wm-activity-testsrc2-640x360-25-6s-audio.mp4",
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=6",
 		"-f", "lavfi", "-i", "sine=frequency=440:duration=6",
-		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"))
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
 }
 
 // newWMFixtureFrom is newWMFixture with the upload src.
 func newWMFixtureFrom(t *testing.T, src string) *wmFixture {
 	t.Helper()
-	dir := t.TempDir()
-	cat, err := catalog.OpenSQLite(filepath.Join(dir, "catalog.db"))
+	fs, err := blob.NewFS(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newWMFixtureOn(t, src, fs)
+}
+
+// newWMFixtureOn is newWMFixtureFrom with the objects in blobs.
+func newWMFixtureOn(t *testing.T, src string, blobs blob.Store) *wmFixture {
+	t.Helper()
+	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cat.Close() })
-	fs, err := blob.NewFS(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &failingStore{FS: fs}
+	store := &failingStore{Store: blobs}
 	ctx := context.Background()
 	f := testenv.Open(t, src)
-	up, err := fs.Put(ctx, "uploads/1-src", f)
+	up, err := blobs.Put(ctx, "uploads/1-src", f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +126,32 @@ func (fx *wmFixture) run(t *testing.T, details *watermarkProgress) (WatermarkRes
 	return res, last, nil
 }
 
-// detect decodes the rendition and runs the detector over every frame.
-func (fx *wmFixture) detect(t *testing.T, key string) watermark.Result {
+// file is the object under key as a local file: in place when the store
+// keeps files, else a download.
+func (fx *wmFixture) file(t *testing.T, key string) string {
 	t.Helper()
-	p, err := fx.store.LocalPath(key)
+	if lp, ok := fx.store.Store.(blob.LocalPather); ok {
+		p, err := lp.LocalPath(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	b, err := blob.GetBytes(context.Background(), fx.store, key, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := filepath.Join(t.TempDir(), filepath.Base(key))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// detect decodes the rendition and runs the detector over every frame.
+func (fx *wmFixture) detect(t *testing.T, key string) watermark.Result {
+	t.Helper()
+	p := fx.file(t, key)
 	d := watermark.NewDetector(fx.kr)
 	if _, err := media.Decode(context.Background(), p, media.DecodeOptions{}, func(f media.RawFrame) error {
 		return d.Add(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width})
@@ -179,7 +209,21 @@ func TestWatermarkActivity(t *testing.T) {
 }
 
 func TestWatermarkActivityResumes(t *testing.T) {
-	fx := newWMFixture(t)
+	t.Run("files", func(t *testing.T) { testWatermarkActivityResumes(t, newWMFixture(t)) })
+	// In S3 the segments are objects listed by prefix, and every read of the
+	// upload is a download.
+	t.Run("s3", func(t *testing.T) {
+		svc := testenv.S3(t)
+		s3, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: svc.Endpoint, Bucket: svc.Bucket(t),
+			AccessKey: svc.AccessKey, SecretKey: svc.SecretKey, Insecure: svc.Insecure})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testWatermarkActivityResumes(t, newWMFixtureOn(t, wmActivityClip(t), s3))
+	})
+}
+
+func testWatermarkActivityResumes(t *testing.T, fx *wmFixture) {
 	fx.store.failOn = "seg-000003"
 	_, last, err := fx.run(t, nil)
 	if err == nil || !strings.Contains(err.Error(), errInjected.Error()) {
@@ -322,8 +366,7 @@ func (fx *wmFixture) retry(t *testing.T, wantResumed int) WatermarkResult {
 	if res.Resumed != wantResumed || res.Frames != 150 {
 		t.Fatalf("retry %+v, want %d segments resumed and 150 frames", res, wantResumed)
 	}
-	p, _ := fx.store.LocalPath(res.RenditionKey)
-	if v, a := testenv.CountPackets(t, p); v != 150 || a == 0 {
+	if v, a := testenv.CountPackets(t, fx.file(t, res.RenditionKey)); v != 150 || a == 0 {
 		t.Fatalf("rendition has %d video frames and %d audio packets", v, a)
 	}
 	rec, _ := fx.cat.WatermarkOf(context.Background(), "v1")
