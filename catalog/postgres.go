@@ -35,8 +35,8 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open catalog: %w", err)
 	}
-	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(16)
+	db.SetMaxOpenConns(DefaultPostgresMaxConns)
+	db.SetMaxIdleConns(DefaultPostgresMaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -47,6 +47,18 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("open catalog: %w", err)
 	}
 	return &Postgres{&sqlStore{w: db, r: db, pg: true}}, nil
+}
+
+// DefaultPostgresMaxConns bounds the connections one process opens.
+const DefaultPostgresMaxConns = 16
+
+// SetMaxConns bounds the connections this process opens (and keeps idle):
+// every API and worker process counts against the server's
+// max_connections. Statements wait for a free connection, honouring their
+// contexts.
+func (p *Postgres) SetMaxConns(n int) {
+	p.w.SetMaxOpenConns(n)
+	p.w.SetMaxIdleConns(n)
 }
 
 // pgMigrationLock is the advisory lock key that serializes migrations of

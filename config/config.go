@@ -38,6 +38,7 @@ type Config struct {
 	Review            ReviewConfig  // LESSONFLOW_REVIEW_*, LESSONFLOW_WEBHOOK_*, LESSONFLOW_EVIDENCE_* (config/review.go)
 	Blob              BlobConfig    // LESSONFLOW_S3_* (config/blob.go)
 	PostgresDSN       string        // LESSONFLOW_POSTGRES_DSN: catalog in Postgres instead of SQLite. Secret: holds a password
+	PostgresMaxConns  int           // LESSONFLOW_POSTGRES_MAX_CONNS: connections per process
 
 	// LESSONFLOW_WATERMARK_*, LESSONFLOW_DETECT_* (config/watermark.go)
 	Watermark WatermarkConfig
@@ -70,6 +71,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},
 	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
 	{"LESSONFLOW_POSTGRES_DSN", "(unset: SQLite in <data dir>/catalog.db)", "PostgreSQL (13+) database of the catalog, `postgres://user:pass@host/db` or `key=value` pairs; migrated at start. Secret: never logged"},
+	{"LESSONFLOW_POSTGRES_MAX_CONNS", "16", "Postgres connections one API or worker process opens at most; all processes together must stay under the server's max_connections"},
 	{"LESSONFLOW_S3_BUCKET", "(unset: files in <data dir>/blobs/)", "S3 bucket for uploads, frames, scores and renditions; it must exist. Give it a lifecycle rule that aborts incomplete multipart uploads"},
 	{"LESSONFLOW_S3_ENDPOINT", "s3.amazonaws.com", "S3-compatible endpoint `host[:port]` (MinIO, Ceph RGW, versitygw, ...)"},
 	{"LESSONFLOW_S3_PREFIX", "(none)", "key prefix inside the bucket, ending in `/`, so deployments can share a bucket"},
@@ -124,6 +126,7 @@ func FromEnv() (Config, error) {
 	c.WorkerConcurrency = int(num("LESSONFLOW_WORKER_CONCURRENCY", 2))
 	c.TemporalUIPort = int(num("LESSONFLOW_TEMPORAL_UI_PORT", 8233))
 	c.TemporalPort = int(num("LESSONFLOW_TEMPORAL_PORT", 7233))
+	c.PostgresMaxConns = int(num("LESSONFLOW_POSTGRES_MAX_CONNS", 16))
 	d, err := time.ParseDuration(env("LESSONFLOW_MAX_DURATION", "4h"))
 	if err != nil || d <= 0 {
 		errs = append(errs, fmt.Errorf("LESSONFLOW_MAX_DURATION: want a duration like 4h, got %q", os.Getenv("LESSONFLOW_MAX_DURATION")))

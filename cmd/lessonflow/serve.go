@@ -76,6 +76,9 @@ func openCatalog(cfg config.Config) (catalog.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("LESSONFLOW_POSTGRES_DSN: %w", err)
 	}
+	if cfg.PostgresMaxConns > 0 {
+		cat.SetMaxConns(cfg.PostgresMaxConns)
+	}
 	slog.Info("catalog in Postgres")
 	return cat, nil
 }
