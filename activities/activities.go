@@ -52,6 +52,10 @@ type Activities struct {
 	Policy     *moderation.Policy
 	Limits     media.Limits
 	TempDir    string
+	// SourceCache, with a store that has no local files, keeps the uploads
+	// ffmpeg reads, so the stages of a video on one worker download it
+	// once; nil downloads it for every stage.
+	SourceCache *blob.Cache
 	// Embedder makes lesson vectors and Vectors stores them, in the
 	// collection named after the embedder (Collection); nil fails the
 	// embed and index stages.
@@ -103,11 +107,15 @@ func (a *Activities) stage(ctx context.Context, videoID, name string) func(*erro
 }
 
 // localPath gives ffmpeg a file to read: the blob itself when the store is
-// local, else a temporary download (the returned func removes it).
+// local, else a copy in SourceCache or a temporary download (the returned
+// func releases or removes it).
 func (a *Activities) localPath(ctx context.Context, key string) (string, func(), error) {
 	if lp, ok := a.Blobs.(blob.LocalPather); ok {
 		p, err := lp.LocalPath(key)
 		return p, func() {}, err
+	}
+	if a.SourceCache != nil {
+		return a.SourceCache.File(ctx, key)
 	}
 	rc, err := a.Blobs.Get(ctx, key)
 	if err != nil {

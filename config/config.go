@@ -39,6 +39,7 @@ type Config struct {
 	Blob              BlobConfig    // LESSONFLOW_S3_* (config/blob.go)
 	PostgresDSN       string        // LESSONFLOW_POSTGRES_DSN: catalog in Postgres instead of SQLite. Secret: holds a password
 	PostgresMaxConns  int           // LESSONFLOW_POSTGRES_MAX_CONNS: connections per process
+	SourceCacheBytes  int64         // LESSONFLOW_SOURCE_CACHE_BYTES: a worker's copies of uploads from a remote blob store
 
 	// LESSONFLOW_WATERMARK_*, LESSONFLOW_DETECT_* (config/watermark.go)
 	Watermark WatermarkConfig
@@ -79,6 +80,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_S3_ACCESS_KEY", "(unset: AWS_ACCESS_KEY_ID or the instance's IAM role)", "access key id, with LESSONFLOW_S3_SECRET_KEY"},
 	{"LESSONFLOW_S3_SECRET_KEY", "(unset)", "secret access key. Secret: never logged"},
 	{"LESSONFLOW_S3_INSECURE", "false", "`true`: plain HTTP, for a gateway on loopback"},
+	{"LESSONFLOW_SOURCE_CACHE_BYTES", "10737418240", "with objects in S3: how many bytes of uploads a worker keeps on local disk (<data dir>/cache/) so that the stages of a video download it once"},
 	{"LESSONFLOW_REVIEW_LEASE", "15m", "how long a reviewer's claim on a review item holds; an expired lease returns the item to the queue"},
 	{"LESSONFLOW_REVIEW_DEADLINE", "24h", "a review item not decided within this escalates (priority up, escalation webhook)"},
 	{"LESSONFLOW_SECOND_OPINION_AUDIENCE", "1000", "blocking a lesson with more distinct viewers than this needs a second reviewer (0: never)"},
@@ -127,6 +129,7 @@ func FromEnv() (Config, error) {
 	c.TemporalUIPort = int(num("LESSONFLOW_TEMPORAL_UI_PORT", 8233))
 	c.TemporalPort = int(num("LESSONFLOW_TEMPORAL_PORT", 7233))
 	c.PostgresMaxConns = int(num("LESSONFLOW_POSTGRES_MAX_CONNS", 16))
+	c.SourceCacheBytes = num("LESSONFLOW_SOURCE_CACHE_BYTES", 10<<30)
 	d, err := time.ParseDuration(env("LESSONFLOW_MAX_DURATION", "4h"))
 	if err != nil || d <= 0 {
 		errs = append(errs, fmt.Errorf("LESSONFLOW_MAX_DURATION: want a duration like 4h, got %q", os.Getenv("LESSONFLOW_MAX_DURATION")))

@@ -56,6 +56,19 @@ func TestPipelineOnPostgresAndS3(t *testing.T) {
 		}
 	}
 	id := ids[clip]
+	// The stages read each upload from the worker's source cache: one copy
+	// of each is there.
+	var want int64
+	for p := range ids {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += fi.Size()
+	}
+	if got := s.sourceCache.Size(); got != want {
+		t.Errorf("source cache holds %d bytes, want both uploads' %d", got, want)
+	}
 
 	// The bucket holds the upload, byte for byte, its frames and the
 	// rendition; the watermark pass's work objects are gone.

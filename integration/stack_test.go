@@ -143,6 +143,8 @@ type stack struct {
 	// workerEnv points worker processes at the stack's Postgres and S3
 	// (startWorkerProcess), "KEY=value" each.
 	workerEnv []string
+	// sourceCache is the in-process worker's copies of uploads (S3 only).
+	sourceCache *blob.Cache
 }
 
 type stackOptions struct {
@@ -232,6 +234,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		acts.Embedder, acts.Vectors = embedder(t), s.vectors
 		acts.Review, acts.Webhook = o.review, o.webhook
 		acts.WatermarkKeys, acts.Encode = itWatermarkKeys(t), itEncode // integration/watermark_test.go
+		if o.s3 {
+			if s.sourceCache, err = blob.NewCache(s.blobs, filepath.Join(t.TempDir(), "cache"), 1<<30); err != nil {
+				t.Fatal(err)
+			}
+			acts.SourceCache = s.sourceCache
+		}
 		w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{MaxConcurrentActivityExecutionSize: 2})
 		worker.Register(w, acts)
 		if err := w.Start(); err != nil {

@@ -14,7 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -173,13 +175,36 @@ func newActivities(cfg config.Config, st *stores) (*activities.Activities, func(
 	}
 	acts.Embedder, acts.Vectors = emb, st.vectors
 	acts.Review, acts.Webhook = reviewSettings(cfg), webhookSender(cfg)
-	if err := setupWatermark(cfg, acts); err != nil {
+	err = setupWatermark(cfg, acts)
+	if _, local := st.blobs.(blob.LocalPather); err == nil && !local {
+		acts.SourceCache, err = openSourceCache(cfg, st.blobs)
+	}
+	if err != nil {
 		clf.Close()
 		emb.Close()
 		return nil, nil, err
 	}
 	slog.Info("worker ready", "model", clf.ModelID(), "model_sha256", clf.ModelSHA256()[:12], "policy", policy.Version)
 	return acts, func() { clf.Close(); emb.Close() }, nil
+}
+
+// openSourceCache keeps this worker's copies of remote uploads in
+// <data dir>/cache/blobs-<pid>: worker processes sharing a data directory
+// each have their own, and those of processes that are gone are removed.
+func openSourceCache(cfg config.Config, blobs blob.Store) (*blob.Cache, error) {
+	root := cfg.Path("cache")
+	dirs, _ := filepath.Glob(filepath.Join(root, "blobs-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "blobs-"))
+		if err == nil && pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
+	c, err := blob.NewCache(blobs, filepath.Join(root, "blobs-"+strconv.Itoa(os.Getpid())), cfg.SourceCacheBytes)
+	if err != nil {
+		return nil, fmt.Errorf("LESSONFLOW_SOURCE_CACHE_BYTES: %w", err)
+	}
+	return c, nil
 }
 
 // runWorkerLoop runs a Temporal worker until ctx ends.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,5 +58,33 @@ func TestOpenCatalog(t *testing.T) {
 	cfg.PostgresDSN = "postgres://lessonflow:hunter2-secret@127.0.0.1:1/nowhere?connect_timeout=2"
 	if _, err := openCatalog(cfg); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_POSTGRES_DSN") || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("unreachable database: %v", err)
+	}
+}
+
+// A worker's source cache is its own directory; those of processes that are
+// gone are removed, those of live ones kept.
+func TestOpenSourceCache(t *testing.T) {
+	cfg := config.Config{DataDir: t.TempDir(), SourceCacheBytes: 1 << 20}
+	gone := cfg.Path("cache", "blobs-4194305") // above Linux's largest pid
+	alive := cfg.Path("cache", "blobs-"+strconv.Itoa(os.Getppid()))
+	for _, d := range []string{gone, alive} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := openSourceCache(cfg, blob.Store(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Errorf("a gone process's cache is still there: %v", err)
+	}
+	for _, d := range []string{alive, cfg.Path("cache", "blobs-"+strconv.Itoa(os.Getpid()))} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	cfg.SourceCacheBytes = 0
+	if _, err := openSourceCache(cfg, blob.Store(nil)); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_SOURCE_CACHE_BYTES") {
+		t.Fatalf("zero budget: %v", err)
 	}
 }
