@@ -5,12 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/catalog/catalogtest"
 	"github.com/lessonflow/lessonflow/internal/testenv"
+	"golang.org/x/sync/errgroup"
 )
 
 func openPostgres(t *testing.T, dsn string) *catalog.Postgres {
@@ -49,23 +49,18 @@ func TestPostgresContract(t *testing.T) {
 func TestPostgresConcurrentOpenAndSchemaVersion(t *testing.T) {
 	pg := testenv.Postgres(t)
 	dsn := pg.Database(t)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	var g errgroup.Group
 	for range 4 {
-		wg.Go(func() {
+		g.Go(func() error {
 			s, err := catalog.OpenPostgres(context.Background(), dsn)
 			if err == nil {
 				s.Close()
 			}
-			errs <- err
+			return err
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent open: %v", err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("concurrent open: %v", err)
 	}
 	openPostgres(t, dsn).Close()
 	db, err := sql.Open("pgx", dsn)
