@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -116,6 +119,125 @@ func TestReviewDecisionSurvivesWorkerKill(t *testing.T) {
 		}
 	}
 	t.Logf("webhook delivered %d times, all with delivery id %s", len(ids), ids[0])
+}
+
+// TestReviewDecisionKilledInsideRecord: the worker is SIGKILLed inside
+// RecordReviewDecision itself, after the decision is in the log and the
+// video blocked but before the activity finishes: the test holds the vector
+// store's write lock, so the activity's Unindex waits on it. The reviewer's
+// request gets an answer to retry (503) or the outcome; once a new worker
+// has retried the activity (after its start-to-close timeout), the decision
+// is there exactly once and a repeated request answers 409.
+func TestReviewDecisionKilledInsideRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills worker processes; not in -short")
+	}
+	t.Setenv("LESSONFLOW_POLICY", "test-review-animation")
+	t.Setenv("LESSONFLOW_REVIEW_LEASE", "10m")
+	s := newStack(t, stackOptions{noWorker: true})
+	w1 := s.startWorkerProcess(t, 1)
+	id, itemID, version := s.claimModelItem(t)
+	ctx := context.Background()
+
+	unlock := lockSQLite(t, s.vectors.Path())
+	decision := map[string]any{"decision": "block", "reason_code": "off_topic", "reason": "not a lesson", "version": version}
+	answer := make(chan string, 1)
+	go func() { answer <- postStatus(s, reviewerKey, "/v1/review/items/"+itemID+"/decision", decision) }()
+
+	key := activities.ReviewDecisionKey(itemID, version)
+	deadline := time.Now().Add(time.Minute)
+	for !decisionLogged(ctx, s, id, key) {
+		if time.Now().After(deadline) {
+			t.Fatal("the decision never reached the log")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v, err := s.catalog.GetVideo(ctx, id); err != nil || v.State != catalog.StateBlocked {
+		t.Fatalf("video %v %v: want blocked before the unindex", v.State, err)
+	}
+	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w1.Wait()
+	unlock()
+	t.Log("worker killed inside RecordReviewDecision (decision logged, video blocked, unindex waiting)")
+	killedAt := time.Now()
+
+	s.startWorkerProcess(t, 2)
+	s.waitReviewCompleted(t, id)
+	t.Logf("review workflow completed %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+	s.checkBlockedOnce(t, id, itemID, version)
+	got := <-answer
+	if got != "200 blocked" && got != "503 unavailable" {
+		t.Fatalf("the reviewer's request answered %s; want the outcome or a 503 to retry", got)
+	}
+	t.Logf("the reviewer's request answered %s", got)
+	if code, res := s.post(reviewerKey, "/v1/review/items/"+itemID+"/decision", decision); code != http.StatusConflict {
+		t.Fatalf("the reviewer's retry: %d %v, want 409", code, res)
+	}
+}
+
+// lockSQLite takes the write lock of the SQLite database at path, as a
+// stuck writer would, until the returned func releases it.
+func lockSQLite(t *testing.T, path string) func() {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err == nil {
+		_, err = conn.ExecContext(context.Background(), "BEGIN IMMEDIATE")
+	}
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// decisionLogged reports whether video id's decision log has an entry
+// under key.
+func decisionLogged(ctx context.Context, s *stack, id, key string) bool {
+	ds, err := s.catalog.Decisions(ctx, id)
+	if err != nil {
+		return false
+	}
+	for _, d := range ds {
+		if d.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// postStatus posts body as JSON and answers "<status> <outcome or error
+// code>"; unlike stack.post it may run outside the test goroutine.
+func postStatus(s *stack, key, path string, body any) string {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, s.api.URL+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if resp.StatusCode == http.StatusOK {
+		return fmt.Sprintf("%d %v", resp.StatusCode, m["outcome"])
+	}
+	return fmt.Sprintf("%d %s", resp.StatusCode, errorCode(m))
 }
 
 // waitReviewCompleted waits for the model review workflow of video id to
