@@ -44,12 +44,14 @@ bench-watermark: setup
 	LESSONFLOW_BENCH_WATERMARK=1 $(GO) test -count=1 -timeout 30m -run='^TestWatermarkBench$$' -v ./integration/
 
 # Recommendations at 100K lessons x 1024-d through the HTTP API (opt-in, a few
-# minutes): once with the default build, once with sqlite-vec's AVX2 kernel.
+# minutes): once with the default build, once with sqlite-vec's AVX2 kernel,
+# once with the catalog in a throwaway PostgreSQL server.
 bench-recs: setup
 	$(GO) build -o bin/lessonflow ./cmd/lessonflow
 	bin/lessonflow bench-recs --label default
 	CGO_CFLAGS="-O2 -mavx2 -DSQLITE_VEC_ENABLE_AVX" $(GO) build -o bin/lessonflow-avx2 ./cmd/lessonflow
 	bin/lessonflow-avx2 bench-recs --label AVX2
+	LESSONFLOW_BENCH_RECS_POSTGRES=1 $(GO) test -count=1 -timeout 30m -run='^TestBenchRecsPostgres$$' -v ./cmd/lessonflow/
 
 # Short fuzzing sessions of every parser and decoder that sees outside input.
 fuzz:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lessonflow/lessonflow/blob"
@@ -294,9 +295,11 @@ func (a *Activities) RecordReviewDecision(ctx context.Context, in ReviewDecision
 	if err != nil {
 		return ReviewDecisionResult{}, fmt.Errorf("record review decision %s: %w", it.ID, err)
 	}
+	beat(ctx, "logged")
 	if err := a.SaveReviewItem(ctx, it); err != nil {
 		return ReviewDecisionResult{}, err
 	}
+	beat(ctx, "item saved")
 	res := ReviewDecisionResult{Seq: rec.Seq}
 	v, err := a.Catalog.GetVideo(ctx, it.VideoID)
 	if err != nil {
@@ -321,6 +324,15 @@ func (a *Activities) RecordReviewDecision(ctx context.Context, in ReviewDecision
 	return res, nil
 }
 
+// beat heartbeats a short multi-write activity between its writes, so a
+// dead worker is noticed by its heartbeat timeout rather than its
+// start-to-close timeout. Outside an activity (direct calls) it does nothing.
+func beat(ctx context.Context, step string) {
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, step)
+	}
+}
+
 // reviewRecord is the decision log's detail of a human decision: the item,
 // its kind and version, and every opinion so far.
 func reviewRecord(it review.Item, op review.Decision) json.RawMessage {
@@ -338,6 +350,7 @@ func (a *Activities) block(ctx context.Context, videoID, reason string) error {
 	if err := a.Catalog.SetState(ctx, videoID, catalog.StateBlocked, reason); err != nil {
 		return err
 	}
+	beat(ctx, "blocked")
 	if err := a.Unindex(ctx, videoID); err != nil {
 		return fmt.Errorf("unindex %s: %w", videoID, err)
 	}

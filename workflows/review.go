@@ -348,6 +348,10 @@ func (st *reviewState) setHandlers(ctx workflow.Context, rules review.Rules) err
 			var a *activities.Activities
 			err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 				StartToCloseTimeout: time.Minute,
+				// A dead worker is noticed within the API's 30 s update
+				// timeout, so the reviewer still gets the outcome; a write
+				// waits at most sqlitedb.BusyTimeout (10 s) between beats.
+				HeartbeatTimeout: 15 * time.Second,
 				// Keyed writes: retried until they land, whatever the outage.
 				RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 			}), a.RecordReviewDecision, activities.ReviewDecisionInput{Item: it, Opinion: op, Outcome: out}).Get(ctx, &res)

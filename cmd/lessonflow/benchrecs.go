@@ -45,6 +45,7 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	clusters := fs.Int("clusters", vectorstore.DefaultSQLiteVecOptions.Clusters, "most IVF lists of the embedded store (1: none)")
 	probe := fs.Int("probe", vectorstore.DefaultSQLiteVecOptions.Probe, "IVF lists scanned per search")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run (server and load generator) to this file")
+	postgres := fs.String("postgres", "", "keep the catalog in this empty PostgreSQL database (a DSN) instead of SQLite")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,15 +58,11 @@ func runBenchRecs(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	catPath := filepath.Join(dir, "catalog.db")
-	cat, err := catalog.OpenSQLite(catPath)
+	cat, err := openBenchCatalog(ctx, dir, *postgres, g.lessons)
 	if err != nil {
 		return err
 	}
 	defer cat.Close()
-	if err := seedCatalog(ctx, catPath, g.lessons); err != nil {
-		return fmt.Errorf("seed catalog: %w", err)
-	}
 	collection := vectorstore.CollectionName("bench", *dim)
 	opts := vectorstore.DefaultSQLiteVecOptions
 	opts.Clusters, opts.Probe = *clusters, *probe
@@ -295,7 +292,11 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	}
 
 	sort.Slice(loadDs, func(i, j int) bool { return loadDs[i] < loadDs[j] })
-	fmt.Printf("\n| measure (%s build, %d lessons x %d-d, %d cores) | measured | target |\n|---|---|---|\n", *label, *lessons, *dim, runtime.NumCPU())
+	catName := "SQLite"
+	if *postgres != "" {
+		catName = "PostgreSQL"
+	}
+	fmt.Printf("\n| measure (%s build, %d lessons x %d-d, catalog in %s, %d cores) | measured | target |\n|---|---|---|\n", *label, *lessons, *dim, catName, runtime.NumCPU())
 	fmt.Printf("| recommendation, language filter (en = 40%%), p50 / p99 | %s / %s | ≤ 5 ms / ≤ 20 ms |\n", ms(langP50), ms(langP99))
 	fmt.Printf("| recommendation, language + level filter, p50 / p99 | %s / %s | |\n", ms(lvlP50), ms(lvlP99))
 	fmt.Printf("| recommendation, unfiltered, p50 / p99 | %s / %s | p99 ≤ 50 ms |\n", ms(allP50), ms(allP99))
@@ -311,6 +312,32 @@ func runBenchRecs(ctx context.Context, args []string) error {
 		fmt.Printf("first error under load: %v\n", firstErr)
 	}
 	return nil
+}
+
+// openBenchCatalog opens the bench's catalog, in the PostgreSQL database dsn
+// names or else in a SQLite file in dir, and seeds it with the lessons.
+func openBenchCatalog(ctx context.Context, dir, dsn string, lessons []genLesson) (catalog.Backend, error) {
+	if dsn != "" {
+		cat, err := catalog.OpenPostgres(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		if err := seedCatalog(ctx, "pgx", dsn, lessons); err != nil {
+			cat.Close()
+			return nil, fmt.Errorf("seed catalog: %w", err)
+		}
+		return cat, nil
+	}
+	path := filepath.Join(dir, "catalog.db")
+	cat, err := catalog.OpenSQLite(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := seedCatalog(ctx, "sqlite3", sqliteSeedDSN(path), lessons); err != nil {
+		cat.Close()
+		return nil, fmt.Errorf("seed catalog: %w", err)
+	}
+	return cat, nil
 }
 
 func percentile(ds []time.Duration, p int) time.Duration {

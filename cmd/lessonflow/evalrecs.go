@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -54,14 +53,11 @@ func runEvalRecs(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cat, err := catalog.OpenSQLite(filepath.Join(dir, "catalog.db"))
+	cat, err := openBenchCatalog(ctx, dir, "", g.lessons)
 	if err != nil {
 		return err
 	}
 	defer cat.Close()
-	if err := seedCatalog(ctx, filepath.Join(dir, "catalog.db"), g.lessons); err != nil {
-		return fmt.Errorf("seed catalog: %w", err)
-	}
 	vs, err := vectorstore.OpenSQLiteVec(dir, vectorstore.CollectionName("eval", *dim), *dim)
 	if err != nil {
 		return err

@@ -198,6 +198,11 @@ func pickByAppeal(r *rand.Rand, lessons []genLesson, cands []int, seen map[int]b
 
 // scratchDir is where the tools build their throwaway stores: in memory
 // (/dev/shm) when there is one, so seeding is not bound by fsync.
+// sqliteSeedDSN is the DSN seedCatalog writes a SQLite catalog file with.
+func sqliteSeedDSN(path string) string {
+	return (&url.URL{Scheme: "file", Path: path}).String() + "?_busy_timeout=10000&_txlock=immediate"
+}
+
 func scratchDir(prefix string) (string, error) {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		return os.MkdirTemp("/dev/shm", prefix)
@@ -206,11 +211,11 @@ func scratchDir(prefix string) (string, error) {
 }
 
 // seedCatalog writes the lessons as published videos straight into a
-// catalog file that catalog.OpenSQLite created, in one transaction. Only
-// these offline tools do this: seeding 100K lessons through the pipeline
-// is not what they measure.
-func seedCatalog(ctx context.Context, path string, lessons []genLesson) error {
-	db, err := sql.Open("sqlite3", (&url.URL{Scheme: "file", Path: path}).String()+"?_busy_timeout=10000&_txlock=immediate")
+// catalog database that catalog.OpenSQLite or OpenPostgres created, in one
+// transaction. Only these offline tools do this: seeding 100K lessons
+// through the pipeline is not what they measure.
+func seedCatalog(ctx context.Context, driver, dsn string, lessons []genLesson) error {
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return err
 	}
@@ -222,11 +227,11 @@ func seedCatalog(ctx context.Context, path string, lessons []genLesson) error {
 	defer tx.Rollback()
 	vid, err := tx.PrepareContext(ctx, `INSERT INTO videos (id, sha256, title, description, level, language, tags, teacher_id,
 		state, error, blob_key, size_bytes, media, created_at, updated_at)
-		VALUES (?, '', ?, '', ?, ?, '[]', 'seed', 'published', '', '', 0, '{"duration_ms":300000}', ?, ?)`)
+		VALUES ($1, '', $2, '', $3, $4, '[]', 'seed', 'published', '', '', 0, '{"duration_ms":300000}', $5, $6)`)
 	if err != nil {
 		return err
 	}
-	pub, err := tx.PrepareContext(ctx, `INSERT INTO publications (video_id, published_at) VALUES (?, ?)`)
+	pub, err := tx.PrepareContext(ctx, `INSERT INTO publications (video_id, published_at) VALUES ($1, $2)`)
 	if err != nil {
 		return err
 	}
