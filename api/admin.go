@@ -62,13 +62,6 @@ func (s *Server) rechecks() catalog.RecheckStore {
 	return rs
 }
 
-// requester names the key that made a request without revealing it, the
-// way reviewers are named (ReviewerID).
-func requester(r *http.Request) string {
-	tok, _ := bearer(r)
-	return ReviewerID(tok)
-}
-
 func (s *Server) startRecheck(w http.ResponseWriter, r *http.Request) {
 	if s.rechecks() == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "this catalog backend keeps no re-check batches")
@@ -139,7 +132,7 @@ func (s *Server) startRecheck(w http.ResponseWriter, r *http.Request) {
 		ID: recheck.WorkflowID(id), TaskQueue: s.TaskQueue,
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	}, recheck.WorkflowName, recheck.Input{
-		BatchID: id, Policy: ref, States: states, RequestedBy: requester(r),
+		BatchID: id, Policy: ref, States: states, RequestedBy: s.account(r),
 		PageSize: req.PageSize, RunSize: req.RunSize,
 	})
 	if err != nil {
@@ -147,7 +140,7 @@ func (s *Server) startRecheck(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "temporal_unavailable", "could not start the re-check: "+err.Error())
 		return
 	}
-	s.Logger.Info("re-check started", "batch", id, "policy", ref.Version, "by", requester(r))
+	s.Logger.Info("re-check started", "batch", id, "policy", ref.Version, "by", s.account(r))
 	writeJSON(w, http.StatusAccepted, map[string]any{
 		"id": id, "state": catalog.RecheckRunning, "policy_version": ref.Version, "policy_sha256": ref.SHA256,
 		"states": states, "status_url": "/v1/admin/rechecks/" + id,

@@ -71,16 +71,37 @@ func (s *Server) evidenceKey() []byte {
 	return s.evidenceSigningKey
 }
 
-// ReviewerID names the holder of a key without revealing it: "rk_" and the
-// first hex digits of the key's sha256. Leases and decisions are by key, so
-// each reviewer needs a key of their own.
+// ReviewerID names the holder of an unnamed key without revealing it: "rk_"
+// and the first hex digits of the key's sha256. Leases and decisions are by
+// account, so each reviewer needs a key of their own (or a named one).
 func ReviewerID(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return "rk_" + hex.EncodeToString(sum[:6])
 }
 
-func reviewerOf(r *http.Request) string {
+// Account is the answer of GET /v1/review/me.
+type Account struct {
+	ID    string `json:"id"`
+	Role  string `json:"role"`
+	Named bool   `json:"named"`
+}
+
+// getMe tells the reviewer page who it is signed in as, to recognise its
+// own claims.
+func (s *Server) getMe(w http.ResponseWriter, r *http.Request) {
 	tok, _ := bearer(r)
+	h := sha256.Sum256([]byte(tok))
+	_, named := s.nameHashes[h]
+	writeJSON(w, http.StatusOK, Account{ID: s.account(r), Role: s.keyHashes[h], Named: named})
+}
+
+// account is who made an authorized request: the account its key names
+// (Server.Names), else ReviewerID of the key.
+func (s *Server) account(r *http.Request) string {
+	tok, _ := bearer(r)
+	if name, ok := s.nameHashes[sha256.Sum256([]byte(tok))]; ok {
+		return name
+	}
 	return ReviewerID(tok)
 }
 
@@ -166,7 +187,7 @@ func (s *Server) listReviewItems(w http.ResponseWriter, r *http.Request) {
 	if s.listFailed(w, r, err) {
 		return
 	}
-	reviewer, now := reviewerOf(r), time.Now()
+	reviewer, now := s.account(r), time.Now()
 	for i := range items {
 		items[i] = s.itemView(items[i], reviewer, now)
 	}
@@ -188,7 +209,7 @@ func (s *Server) getReviewItem(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.itemView(it, reviewerOf(r), time.Now()))
+	writeJSON(w, http.StatusOK, s.itemView(it, s.account(r), time.Now()))
 }
 
 // update sends an Update to the item's workflow run and waits for its result.
@@ -261,7 +282,7 @@ func (s *Server) leaseUpdate(w http.ResponseWriter, r *http.Request, name string
 		writeError(w, http.StatusConflict, "already_decided", "review item "+it.ID+" is decided")
 		return
 	}
-	reviewer := reviewerOf(r)
+	reviewer := s.account(r)
 	var arg any = workflows.ClaimRequest{Reviewer: reviewer}
 	if name == workflows.UpdateRelease {
 		arg = workflows.ReleaseRequest{Reviewer: reviewer}
@@ -302,7 +323,7 @@ func (s *Server) decideReviewItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "already_decided", "review item "+it.ID+" is decided")
 		return
 	}
-	reviewer := reviewerOf(r)
+	reviewer := s.account(r)
 	var out workflows.DecideResult
 	if err := s.update(r.Context(), it, workflows.UpdateDecide, workflows.DecideRequest{Reviewer: reviewer, Request: req}, &out); err != nil {
 		s.updateError(w, r, it, err)

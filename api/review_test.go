@@ -187,3 +187,26 @@ func meanDiff(t *testing.T, a, b []byte) float64 {
 	}
 	return sum / float64(r.Dx()*r.Dy())
 }
+
+func TestReviewMe(t *testing.T) {
+	const named = "named-reviewer-key-0123456789"
+	s := &Server{Catalog: testCatalog(t), Keys: map[string]string{tAppKey: RoleApp, tReviewerKey: RoleReviewer, named: RoleReviewer},
+		Names: map[string]string{named: "alice"}}
+	srv := startServer(t, s)
+	for _, c := range []struct {
+		key    string
+		status int
+		id     string
+		named  bool
+	}{
+		{tReviewerKey, 200, ReviewerID(tReviewerKey), false},
+		{named, 200, "alice", true},
+		{tAppKey, 403, "", false},
+		{"", 401, "", false},
+	} {
+		status, body := call(t, srv, c.key, "GET", "/v1/review/me", "")
+		if status != c.status || (status == 200 && (body["id"] != c.id || body["named"] != c.named || body["role"] != RoleReviewer)) {
+			t.Errorf("key %.6s: %d %v, want %d %s named=%v", c.key, status, body, c.status, c.id, c.named)
+		}
+	}
+}

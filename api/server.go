@@ -36,12 +36,15 @@ const (
 
 // Server is the API. Its zero value is not usable: fill every field.
 type Server struct {
-	Catalog        catalog.Store
-	Blobs          blob.Store
-	Temporal       client.Client
-	TaskQueue      string
-	WorkflowName   string
-	Keys           map[string]string // token → role
+	Catalog      catalog.Store
+	Blobs        blob.Store
+	Temporal     client.Client
+	TaskQueue    string
+	WorkflowName string
+	Keys         map[string]string // token → role
+	// Names maps tokens that name an account to it (config.APIKeys.Names):
+	// reviewers' leases, decisions and exclusions follow the account.
+	Names          map[string]string
 	MaxUploadBytes int64
 	Logger         *slog.Logger
 	// Events and Recs serve users' events and recommendations (issue 4);
@@ -64,7 +67,8 @@ type Server struct {
 	DetectMaxBytes int64
 	DetectTimeout  time.Duration
 
-	keyHashes map[[32]byte]string
+	keyHashes  map[[32]byte]string
+	nameHashes map[[32]byte]string
 
 	evidenceOnce       sync.Once
 	evidenceSigningKey []byte
@@ -97,6 +101,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/review/items/{id}/release", []string{RoleReviewer}, s.releaseReviewItem},
 		{"POST", "/v1/review/items/{id}/decision", []string{RoleReviewer}, s.decideReviewItem},
 		{"GET", "/v1/review/policy", []string{RoleReviewer}, s.getReviewPolicy},
+		{"GET", "/v1/review/me", []string{RoleReviewer}, s.getMe},
 		{"POST", "/v1/admin/videos/{id}/retry", []string{RoleAdmin}, s.retryVideo},
 		{"POST", "/v1/admin/rechecks", []string{RoleAdmin}, s.startRecheck},
 		{"GET", "/v1/admin/rechecks/{id}", []string{RoleAdmin}, s.getRecheck},
@@ -113,6 +118,10 @@ func (s *Server) Handler() http.Handler {
 	s.keyHashes = make(map[[32]byte]string, len(s.Keys))
 	for tok, role := range s.Keys {
 		s.keyHashes[sha256.Sum256([]byte(tok))] = role
+	}
+	s.nameHashes = make(map[[32]byte]string, len(s.Names))
+	for tok, name := range s.Names {
+		s.nameHashes[sha256.Sum256([]byte(tok))] = name
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ type Config struct {
 	DataDir           string        // LESSONFLOW_DATA_DIR: catalog, blobs, Temporal's SQLite file
 	ToolsDir          string        // LESSONFLOW_TOOLS_DIR: ONNX Runtime, models, Temporal CLI (installed by make setup)
 	HTTPAddr          string        // LESSONFLOW_HTTP_ADDR
-	APIKeys           string        // LESSONFLOW_API_KEYS: token=role,...
+	APIKeys           string        // LESSONFLOW_API_KEYS: token=role[:name],...
 	Policy            string        // LESSONFLOW_POLICY: built-in name or file path
 	TemporalAddress   string        // TEMPORAL_ADDRESS: empty means `dev` starts a dev server
 	TemporalNamespace string        // TEMPORAL_NAMESPACE
@@ -54,7 +55,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_TOOLS_DIR", ".tools", "ONNX Runtime, verified models and Temporal CLI installed by `make setup`"},
 	{"LESSONFLOW_MODELS_DIR", "../shared/models", "where `make setup` copies the model files from (checked against models/manifests)"},
 	{"LESSONFLOW_HTTP_ADDR", "127.0.0.1:8080", "API listen address"},
-	{"LESSONFLOW_API_KEYS", "(dev: generated)", "`token=role,...` with roles app, reviewer, admin"},
+	{"LESSONFLOW_API_KEYS", "(dev: generated)", "`token=role[:name],...` with roles app, reviewer, admin; a name makes the token an account's (reviewers)"},
 	{"LESSONFLOW_POLICY", "default", "moderation policy: a built-in name (moderation/policies) or a YAML file"},
 	{"TEMPORAL_ADDRESS", "(dev: starts one)", "Temporal frontend host:port; `dev` starts a dev server when unset"},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace"},
@@ -162,9 +163,23 @@ func (c Config) ModelsDir() string { return filepath.Join(c.ToolsDir, "models") 
 // TemporalCLI is the Temporal CLI used by `dev`.
 func (c Config) TemporalCLI() string { return filepath.Join(c.ToolsDir, "bin", "temporal") }
 
-// ParseAPIKeys parses `token=role,...`. Tokens must be at least 16 characters.
-func ParseAPIKeys(s string) (map[string]string, error) {
-	keys := map[string]string{}
+// APIKeys are the API's tokens: each one's role and, for tokens that name
+// an account (`token=role:name`), the account. A reviewer's leases,
+// decisions and exclusions follow the account, so rotating their token
+// keeps their identity; an unnamed token is its own account.
+type APIKeys struct {
+	Roles map[string]string // token -> app, reviewer or admin
+	Names map[string]string // token -> account name, for named tokens only
+}
+
+// accountName is an account's name: lower case, not shaped like the id of
+// an unnamed token ("rk_...").
+var accountName = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,62}$`)
+
+// ParseAPIKeys parses `token=role[:name],...`. Tokens must be at least 16
+// characters; several tokens may name one account (a rotation).
+func ParseAPIKeys(s string) (APIKeys, error) {
+	keys := APIKeys{Roles: map[string]string{}, Names: map[string]string{}}
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -172,17 +187,27 @@ func ParseAPIKeys(s string) (map[string]string, error) {
 		}
 		tok, role, ok := strings.Cut(item, "=")
 		if !ok {
-			return nil, fmt.Errorf("LESSONFLOW_API_KEYS: %q is not token=role", redact(item))
+			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: %q is not token=role", redact(item))
 		}
+		role, name, named := strings.Cut(role, ":")
 		switch role {
 		case "app", "reviewer", "admin":
 		default:
-			return nil, fmt.Errorf("LESSONFLOW_API_KEYS: unknown role %q (want app, reviewer or admin)", role)
+			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: unknown role %q (want app, reviewer or admin)", role)
 		}
 		if len(tok) < 16 {
-			return nil, fmt.Errorf("LESSONFLOW_API_KEYS: token %s is shorter than 16 characters", redact(tok))
+			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: token %s is shorter than 16 characters", redact(tok))
 		}
-		keys[tok] = role
+		if _, dup := keys.Roles[tok]; dup {
+			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: token %s is listed twice", redact(tok))
+		}
+		if named {
+			if !accountName.MatchString(name) || strings.HasPrefix(name, "rk_") {
+				return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: account name %q: want 1-63 of a-z 0-9 . _ - starting with a letter, not rk_", name)
+			}
+			keys.Names[tok] = name
+		}
+		keys.Roles[tok] = role
 	}
 	return keys, nil
 }

@@ -39,11 +39,17 @@ func TestFromEnvDefaultsAndErrors(t *testing.T) {
 }
 
 func TestParseAPIKeys(t *testing.T) {
-	keys, err := ParseAPIKeys("aaaaaaaaaaaaaaaa=app, bbbbbbbbbbbbbbbb=admin")
-	if err != nil || keys["aaaaaaaaaaaaaaaa"] != "app" || keys["bbbbbbbbbbbbbbbb"] != "admin" {
+	keys, err := ParseAPIKeys("aaaaaaaaaaaaaaaa=app, bbbbbbbbbbbbbbbb=admin, cccccccccccccccc=reviewer:alice, dddddddddddddddd=reviewer:alice")
+	if err != nil || keys.Roles["aaaaaaaaaaaaaaaa"] != "app" || keys.Roles["bbbbbbbbbbbbbbbb"] != "admin" ||
+		keys.Roles["cccccccccccccccc"] != "reviewer" || keys.Names["cccccccccccccccc"] != "alice" || keys.Names["dddddddddddddddd"] != "alice" {
 		t.Fatalf("%v %v", keys, err)
 	}
-	for _, bad := range []string{"short=app", "aaaaaaaaaaaaaaaa=root", "aaaaaaaaaaaaaaaa"} {
+	if _, named := keys.Names["aaaaaaaaaaaaaaaa"]; named {
+		t.Fatal("an unnamed token has a name")
+	}
+	for _, bad := range []string{"short=app", "aaaaaaaaaaaaaaaa=root", "aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa=reviewer:",
+		"aaaaaaaaaaaaaaaa=reviewer:Alice", "aaaaaaaaaaaaaaaa=reviewer:rk_0123", "aaaaaaaaaaaaaaaa=reviewer:a b",
+		"aaaaaaaaaaaaaaaa=app,aaaaaaaaaaaaaaaa=admin"} {
 		if _, err := ParseAPIKeys(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		} else if strings.Contains(err.Error(), "aaaaaaaaaaaaaaaa") {

@@ -318,6 +318,57 @@ func TestReviewDeadlineEscalationAppeal(t *testing.T) {
 	}
 }
 
+// TestReviewNamedAccounts: keys that name an account (LESSONFLOW_API_KEYS
+// `token=role:name`) act as that account. Alice claims with one token and
+// decides with another (a rotation) while Bob's claim is refused; the log
+// says "reviewer:alice"; the appeal of her block excludes alice, whichever of
+// her tokens she uses, and Bob takes it.
+func TestReviewNamedAccounts(t *testing.T) {
+	const alice1, alice2, bob = "alice-key-one-0123456789", "alice-key-two-0123456789", "bob-key-0123456789abcdef"
+	s := newStack(t, stackOptions{policy: "test-review-animation", review: activities.ReviewSettings{Lease: time.Minute, Deadline: time.Hour},
+		extraKeys: map[string]string{alice1: api.RoleReviewer, alice2: api.RoleReviewer, bob: api.RoleReviewer},
+		names:     map[string]string{alice1: "alice", alice2: "alice", bob: "bob"}})
+	id := uploadClip(s, "Big_Buck_Bunny_1080_10s_2MB.mp4")
+	s.waitVideo(id, "needs_review", 2*time.Minute)
+	it := s.waitItem(id, "pending", kindState("model", "pending"))
+	itemPath := "/v1/review/items/" + it["id"].(string)
+
+	code, claimed := s.post(alice1, itemPath+"/claim", nil)
+	if code != 200 || claimed["claimed_by"] != "alice" {
+		t.Fatalf("alice claims: %d %v", code, claimed)
+	}
+	if code, body := s.post(bob, itemPath+"/claim", nil); code != 409 || errorCode(body) != "claimed" {
+		t.Fatalf("bob claims alice's item: %d %v", code, body)
+	}
+	block := map[string]any{"decision": "block", "reason_code": "off_topic", "reason": "not a lesson"}
+	if code, body := s.post(bob, itemPath+"/decision", block); code != 409 || errorCode(body) != "not_lease_holder" {
+		t.Fatalf("bob decides alice's item: %d %v", code, body)
+	}
+	if code, res := s.post(alice2, itemPath+"/decision", block); code != 200 || res["outcome"] != "blocked" {
+		t.Fatalf("alice decides with her other token: %d %v", code, res)
+	}
+	s.waitVideo(id, "blocked", time.Minute)
+	ds := decisions(s, id)
+	if last := ds[len(ds)-1]; last["actor"] != "reviewer:alice" || last["outcome"] != "blocked" {
+		t.Fatalf("decision %v", last)
+	}
+
+	code, q := s.post(appKey, "/v1/videos/"+id+"/appeals", map[string]any{"teacher_id": "t-1", "statement": "A trailer for my film class."})
+	if code != 202 {
+		t.Fatalf("appeal: %d %v", code, q)
+	}
+	appeal := s.waitItem(id, "appeal", func(m map[string]any) bool { return m["id"] == q["item_id"] })
+	appealPath := "/v1/review/items/" + appeal["id"].(string)
+	for _, k := range []string{alice1, alice2} {
+		if code, body := s.post(k, appealPath+"/claim", nil); code != 409 || errorCode(body) != "reviewer_excluded" {
+			t.Fatalf("alice claims the appeal of her block: %d %v", code, body)
+		}
+	}
+	if code, body := s.post(bob, appealPath+"/claim", nil); code != 200 || body["claimed_by"] != "bob" {
+		t.Fatalf("bob claims the appeal: %d %v", code, body)
+	}
+}
+
 // TestReviewReportSecondOpinionBlock: reports put a published lesson back in
 // the queue; the configured number of reports takes it offline; blocking a
 // lesson with an audience over the limit takes two reviewers; the blocked

@@ -153,10 +153,12 @@ type stackOptions struct {
 	limits         media.Limits
 	noWorker       bool // workers run as separate processes
 	// review and webhook set the worker's review rules and webhook sender;
-	// extraKeys adds API keys (more reviewers).
+	// extraKeys adds API keys (more reviewers); names makes some keys
+	// name an account (token -> name).
 	review    activities.ReviewSettings
 	webhook   *webhook.Sender
 	extraKeys map[string]string
+	names     map[string]string
 	// server and namespace replace the shared dev server (tests that kill it).
 	server    *devserver.Server
 	namespace string
@@ -256,6 +258,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	for k, role := range o.extraKeys {
 		a.Keys[k] = role
 	}
+	a.Names = o.names
 	s.api = httptest.NewServer(a.Handler())
 	t.Cleanup(s.api.Close)
 	return s

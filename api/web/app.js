@@ -75,13 +75,6 @@
 
   // ---- sign-in ---------------------------------------------------------------
 
-  async function reviewerIdOf(key) {
-    // The API names a key "rk_" + the first 6 bytes of its sha256, in hex.
-    if (!window.crypto || !crypto.subtle) return "";
-    const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-    return "rk_" + Array.from(sum.slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
-  }
-
   async function signIn(ev) {
     ev.preventDefault();
     const key = $("key").value.trim();
@@ -89,8 +82,9 @@
     sessionStorage.setItem(KEY, key);
     $("signin-btn").disabled = true;
     try {
-      await api("GET", "/v1/review/items?limit=1");
-      sessionStorage.setItem(ME, await reviewerIdOf(key));
+      // The account the key acts as (a configured name, or rk_ and its hash).
+      const account = await api("GET", "/v1/review/me");
+      sessionStorage.setItem(ME, account.id);
       $("key").value = "";
       alertMsg("");
       say("Signed in.");

@@ -37,7 +37,7 @@ func newClient(cfg config.Config, role string) (*apiClient, error) {
 			keys = strings.TrimSpace(string(b))
 		}
 		parsed, _ := config.ParseAPIKeys(keys)
-		for t, r := range parsed {
+		for t, r := range parsed.Roles {
 			if r == role || (tok == "" && r == "admin") {
 				tok = t
 			}

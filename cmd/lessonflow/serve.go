@@ -249,16 +249,16 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
 const orphanUploadAge = 24 * time.Hour
 
 // startAPI builds the API and starts its upload sweeper.
-func startAPI(ctx context.Context, cfg config.Config, c client.Client, st *stores, keys map[string]string) *api.Server {
+func startAPI(ctx context.Context, cfg config.Config, c client.Client, st *stores, keys config.APIKeys) *api.Server {
 	s := newAPI(cfg, c, st, keys)
 	go s.SweepEvery(ctx, time.Hour, orphanUploadAge)
 	return s
 }
 
-func newAPI(cfg config.Config, c client.Client, st *stores, keys map[string]string) *api.Server {
+func newAPI(cfg config.Config, c client.Client, st *stores, keys config.APIKeys) *api.Server {
 	s := &api.Server{
 		Catalog: st.catalog, Blobs: st.blobs, Temporal: c, TaskQueue: cfg.TaskQueue,
-		WorkflowName: worker.WorkflowName, Keys: keys, MaxUploadBytes: cfg.MaxUploadBytes, Logger: slog.Default(),
+		WorkflowName: worker.WorkflowName, Keys: keys.Roles, Names: keys.Names, MaxUploadBytes: cfg.MaxUploadBytes, Logger: slog.Default(),
 		Events: st.catalog, Recs: &recommend.Engine{Vectors: st.vectors, Catalog: st.catalog},
 		EvidenceKey: []byte(cfg.Review.EvidenceKey), EvidenceTTL: cfg.Review.EvidenceTTL,
 		Policy: activePolicy(cfg),
@@ -292,7 +292,7 @@ func runAPI(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(keys) == 0 {
+	if len(keys.Roles) == 0 {
 		return errors.New("LESSONFLOW_API_KEYS is empty: set token=role pairs (roles app, reviewer, admin)")
 	}
 	st, c, err := connect(ctx, cfg)
@@ -404,7 +404,7 @@ func runDev(ctx context.Context, args []string) error {
 
 // devKeys uses LESSONFLOW_API_KEYS, else keys generated once and kept in the
 // data directory so a restart does not invalidate them.
-func devKeys(cfg config.Config) (map[string]string, error) {
+func devKeys(cfg config.Config) (config.APIKeys, error) {
 	if cfg.APIKeys != "" {
 		return config.ParseAPIKeys(cfg.APIKeys)
 	}
@@ -416,18 +416,18 @@ func devKeys(cfg config.Config) (map[string]string, error) {
 	for _, role := range []string{api.RoleApp, api.RoleReviewer, api.RoleAdmin} {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
+			return config.APIKeys{}, err
 		}
 		parts = append(parts, "lf_"+role+"_"+hex.EncodeToString(b[:])+"="+role)
 	}
 	line := strings.Join(parts, ",")
 	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
-		return nil, err
+		return config.APIKeys{}, err
 	}
 	return config.ParseAPIKeys(line)
 }
 
-func printBanner(cfg config.Config, uiURL string, keys map[string]string, withWorker bool) {
+func printBanner(cfg config.Config, uiURL string, keys config.APIKeys, withWorker bool) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLessonFlow is running.\n  API:         http://%s  (OpenAPI: http://%s/openapi.json)\n", cfg.HTTPAddr, cfg.HTTPAddr)
 	fmt.Fprintf(&b, "  Review page: http://%s/review/  (sign in with the reviewer key)\n", cfg.HTTPAddr)
@@ -435,10 +435,11 @@ func printBanner(cfg config.Config, uiURL string, keys map[string]string, withWo
 		fmt.Fprintf(&b, "  Temporal UI: %s\n", uiURL)
 	}
 	fmt.Fprintf(&b, "  Temporal:    %s (namespace %s)\n  Worker:      %v\n  Data:        %s\n  API keys:\n", cfg.TemporalAddress, cfg.TemporalNamespace, withWorker, absPath(cfg.DataDir))
-	toks := slices.Collect(maps.Keys(keys))
-	slices.SortFunc(toks, func(a, b string) int { return strings.Compare(keys[a], keys[b]) })
+	roles := keys.Roles
+	toks := slices.Collect(maps.Keys(roles))
+	slices.SortFunc(toks, func(a, b string) int { return strings.Compare(roles[a], roles[b]) })
 	for _, tok := range toks {
-		fmt.Fprintf(&b, "    %-8s %s\n", keys[tok], tok)
+		fmt.Fprintf(&b, "    %-8s %s\n", roles[tok], tok)
 	}
 	fmt.Fprintf(&b, "  Try: LESSONFLOW_API_KEY=<app key> bin/lessonflow upload FILE --title 'My lesson' --wait\n  Ctrl-C stops everything.\n\n")
 	fmt.Print(b.String())
