@@ -50,9 +50,6 @@ func runReembed(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.TemporalAddress == "" {
-		cfg.TemporalAddress = "127.0.0.1:7233"
-	}
 	name, _, err := embedCollection(cfg)
 	if err != nil {
 		return err

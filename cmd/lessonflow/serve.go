@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/lessonflow/lessonflow/activities"
@@ -107,14 +108,51 @@ func (s *stores) Close() {
 	s.catalog.Close()
 }
 
+// dialTemporal dials the Temporal frontend cfg names, with the security
+// settings of temporalClientOptions.
 func dialTemporal(ctx context.Context, cfg config.Config) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(slog.Default()),
-	})
+	opts, err := temporalClientOptions(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
+		return nil, err
+	}
+	return dialTemporalOptions(ctx, opts)
+}
+
+// temporalClientOptions are the client options for a Temporal cluster: the
+// address and namespace from cfg, and TLS (mTLS), an API key and gRPC
+// metadata from the variables Temporal's own CLI and SDKs read
+// (TEMPORAL_TLS*, TEMPORAL_API_KEY, TEMPORAL_GRPC_META_*), through the SDK's
+// envconfig. A temporal.toml profile is read only when TEMPORAL_CONFIG_FILE
+// or TEMPORAL_PROFILE asks for one, so a developer's personal profile never
+// reaches `make run`.
+func temporalClientOptions(cfg config.Config) (client.Options, error) {
+	_, file := os.LookupEnv("TEMPORAL_CONFIG_FILE")
+	_, profile := os.LookupEnv("TEMPORAL_PROFILE")
+	opts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{DisableFile: !file && !profile})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("Temporal client settings (TEMPORAL_TLS*, TEMPORAL_API_KEY, temporal.toml): %w", err)
+	}
+	switch {
+	case cfg.TemporalAddress != "":
+		opts.HostPort = cfg.TemporalAddress
+	case opts.HostPort == "": // nor a profile: a dev server on this machine
+		opts.HostPort = localTemporal
+	}
+	if _, set := os.LookupEnv("TEMPORAL_NAMESPACE"); set || opts.Namespace == "" {
+		opts.Namespace = cfg.TemporalNamespace
+	}
+	return opts, nil
+}
+
+// localTemporal is where `lessonflow api`, `worker` and `reembed` look for
+// Temporal when nothing names a frontend: `make run`'s dev server.
+const localTemporal = "127.0.0.1:7233"
+
+func dialTemporalOptions(ctx context.Context, opts client.Options) (client.Client, error) {
+	opts.Logger = tlog.NewStructuredLogger(slog.Default())
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
 	}
 	return c, nil
 }
@@ -122,9 +160,6 @@ func dialTemporal(ctx context.Context, cfg config.Config) (client.Client, error)
 // connect opens the stores and dials Temporal (a local dev server unless
 // TEMPORAL_ADDRESS says otherwise) for the api and worker commands.
 func connect(ctx context.Context, cfg config.Config) (*stores, client.Client, error) {
-	if cfg.TemporalAddress == "" {
-		cfg.TemporalAddress = "127.0.0.1:7233"
-	}
 	st, err := openStores(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -352,8 +387,8 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.Review.EvidenceKey, err = devEvidenceKey(cfg); err != nil {
 		return err
 	}
-	uiURL := ""
-	if cfg.TemporalAddress == "" {
+	uiURL, started := "", cfg.TemporalAddress == ""
+	if started {
 		logf, err := os.OpenFile(cfg.Path("temporal.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
@@ -370,7 +405,14 @@ func runDev(ctx context.Context, args []string) error {
 		defer srv.Stop()
 		cfg.TemporalAddress, uiURL = srv.Address, srv.UIURL
 	}
-	c, err := dialTemporal(ctx, cfg)
+	// The dev server started here has no TLS: the cluster settings are for
+	// a TEMPORAL_ADDRESS.
+	var c client.Client
+	if started {
+		c, err = dialTemporalOptions(ctx, client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace})
+	} else {
+		c, err = dialTemporal(ctx, cfg)
+	}
 	if err != nil {
 		return err
 	}
