@@ -36,6 +36,9 @@ type Config struct {
 	TemporalPort      int           // LESSONFLOW_TEMPORAL_PORT: the dev server's gRPC port
 	EmbedModel        string        // LESSONFLOW_EMBED_MODEL: embedding model id; names the vector collection
 	MilvusAddress     string        // MILVUS_ADDRESS: use Milvus for lesson vectors instead of sqlite-vec
+	MilvusToken       string        // MILVUS_TOKEN: API key or user:password token
+	MilvusUsername    string        // MILVUS_USERNAME
+	MilvusPassword    string        // MILVUS_PASSWORD
 	Review            ReviewConfig  // LESSONFLOW_REVIEW_*, LESSONFLOW_WEBHOOK_*, LESSONFLOW_EVIDENCE_* (config/review.go)
 	Blob              BlobConfig    // LESSONFLOW_S3_* (config/blob.go)
 	PostgresDSN       string        // LESSONFLOW_POSTGRES_DSN: catalog in Postgres instead of SQLite. Secret: holds a password
@@ -71,7 +74,10 @@ var Settings = []Setting{
 	{"LESSONFLOW_TEMPORAL_UI_PORT", "8233", "dev server Web UI port"},
 	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
 	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},
-	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
+	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` or URL (`https://` for TLS, a path names the database) for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
+	{"MILVUS_TOKEN", "(unset: no credentials)", "Milvus API key (Zilliz Cloud) or `user:password` token. Secret: never logged"},
+	{"MILVUS_USERNAME", "(unset)", "Milvus user, with `MILVUS_PASSWORD`: the other way to authenticate"},
+	{"MILVUS_PASSWORD", "(unset)", "Milvus password. Secret: never logged"},
 	{"LESSONFLOW_POSTGRES_DSN", "(unset: SQLite in <data dir>/catalog.db)", "PostgreSQL (13+) database of the catalog, `postgres://user:pass@host/db` or `key=value` pairs; migrated at start. Secret: never logged"},
 	{"LESSONFLOW_POSTGRES_MAX_CONNS", "16", "Postgres connections one API or worker process opens at most; all processes together must stay under the server's max_connections"},
 	{"LESSONFLOW_S3_BUCKET", "(unset: files in <data dir>/blobs/)", "S3 bucket for uploads, frames, scores and renditions; it must exist. Give it a lifecycle rule that aborts incomplete multipart uploads"},
@@ -111,6 +117,9 @@ func FromEnv() (Config, error) {
 		MetricsAddr:       env("LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464"),
 		EmbedModel:        env("LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed"),
 		MilvusAddress:     os.Getenv("MILVUS_ADDRESS"),
+		MilvusToken:       os.Getenv("MILVUS_TOKEN"),
+		MilvusUsername:    os.Getenv("MILVUS_USERNAME"),
+		MilvusPassword:    os.Getenv("MILVUS_PASSWORD"),
 		PostgresDSN:       os.Getenv("LESSONFLOW_POSTGRES_DSN"),
 	}
 	var errs []error

@@ -92,12 +92,26 @@ const (
 
 var milvusOutput = []string{milvusLanguage, milvusLevel, milvusPublished, milvusPopularity}
 
-// OpenMilvus connects to the Milvus at addr ("host:port", or an https://
-// URL for TLS) and opens collection, creating it, its index and loading it
-// as needed. An existing collection with another schema or metric is
-// refused. ctx bounds the connection and the setup.
-func OpenMilvus(ctx context.Context, addr, collection string, dim int) (*Milvus, error) {
-	return openMilvus(ctx, client.Config{Address: addr}, collection, dim)
+// MilvusConfig says how to reach a Milvus server.
+type MilvusConfig struct {
+	// Address is "host:port" or a URL: https:// turns TLS on (port 443 by
+	// default) and a path names the database ("https://host/lessons").
+	Address string
+	// Token is an API key (Zilliz Cloud) or Milvus's "user:password" token;
+	// Username and Password are the other way to give the latter.
+	Token, Username, Password string
+}
+
+func (c MilvusConfig) client() client.Config {
+	return client.Config{Address: c.Address, APIKey: c.Token, Username: c.Username, Password: c.Password}
+}
+
+// OpenMilvus connects to the Milvus cfg names and opens collection,
+// creating it, its index and loading it as needed. An existing collection
+// with another schema or metric is refused. ctx bounds the connection and
+// the setup.
+func OpenMilvus(ctx context.Context, cfg MilvusConfig, collection string, dim int) (*Milvus, error) {
+	return openMilvus(ctx, cfg.client(), collection, dim)
 }
 
 func openMilvus(ctx context.Context, cfg client.Config, collection string, dim int) (*Milvus, error) {

@@ -29,6 +29,7 @@ import (
 	"github.com/milvus-io/milvus-sdk-go/v2/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
@@ -212,12 +213,12 @@ func (f *fakeMilvus) Search(_ context.Context, r *milvuspb.SearchRequest) (*milv
 	return f.searchAnswer, nil
 }
 
-// startFake serves f over an in-memory connection and returns the client
-// configuration that reaches it.
-func startFake(t *testing.T, f *fakeMilvus) client.Config {
+// startFake serves f (with the server options opts) over an in-memory
+// connection and returns the client configuration that reaches it.
+func startFake(t *testing.T, f *fakeMilvus, opts ...grpc.ServerOption) client.Config {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	milvuspb.RegisterMilvusServiceServer(srv, f)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
@@ -573,5 +574,43 @@ func TestMilvusReadCalls(t *testing.T) {
 	q = f.queries[len(f.queries)-1]
 	if q.Expr != "" || !slices.Equal(q.OutputFields, []string{"count(*)"}) || q.GuaranteeTimestamp != strongTS {
 		t.Fatalf("Count's Query(expr %q, output %v, guarantee ts %d)", q.Expr, q.OutputFields, q.GuaranteeTimestamp)
+	}
+}
+
+// TestMilvusCredentials: MilvusConfig's token, or user and password, and
+// the database named by the address's path reach the server on every call,
+// as the metadata Milvus authenticates (base64 of the token or of
+// user:password) and routes by.
+func TestMilvusCredentials(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		cfg      MilvusConfig
+		auth, db string
+	}{
+		{"API key", MilvusConfig{Address: "bufnet", Token: "zilliz-api-key"}, "emlsbGl6LWFwaS1rZXk=", ""},
+		{"user and password, a database", MilvusConfig{Address: "bufnet/lessons", Username: "lf", Password: "s3cret"}, "bGY6czNjcmV0", "lessons"},
+		{"none", MilvusConfig{Address: "bufnet"}, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			seen := map[string]bool{}
+			record := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				md, _ := metadata.FromIncomingContext(ctx)
+				mu.Lock()
+				seen[strings.Join(md.Get("authorization"), ",")+"|"+strings.Join(md.Get("dbname"), ",")] = true
+				mu.Unlock()
+				return h(ctx, req)
+			}
+			fake := startFake(t, &fakeMilvus{}, grpc.UnaryInterceptor(record))
+			cfg := c.cfg.client()
+			cfg.DialOptions = fake.DialOptions
+			if _, err := openFake(t, cfg, fakeDim); err != nil {
+				t.Fatal(err)
+			}
+			want := c.auth + "|" + c.db
+			if len(seen) != 1 || !seen[want] {
+				t.Fatalf("calls carried %v; want every one to carry %q", seen, want)
+			}
+		})
 	}
 }

@@ -15,7 +15,9 @@ import (
 )
 
 // TestMilvusContract runs the contract suite against a real Milvus at
-// MILVUS_ADDRESS (host:port), in throwaway collections it drops afterwards.
+// MILVUS_ADDRESS (host:port or URL; MILVUS_TOKEN or MILVUS_USERNAME and
+// MILVUS_PASSWORD when it needs credentials), in throwaway collections it
+// drops afterwards.
 func TestMilvusContract(t *testing.T) {
 	addr := os.Getenv("MILVUS_ADDRESS")
 	if addr == "" {
@@ -25,14 +27,15 @@ func TestMilvusContract(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		name := fmt.Sprintf("lessons_vectorstoretest_%d_%d", rand.Uint32(), dim)
-		s, err := vectorstore.OpenMilvus(ctx, addr, name, dim)
+		s, err := vectorstore.OpenMilvus(ctx, milvusTestConfig(addr), name, dim)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			c, err := client.NewClient(ctx, client.Config{Address: addr})
+			c, err := client.NewClient(ctx, client.Config{Address: addr, APIKey: os.Getenv("MILVUS_TOKEN"),
+				Username: os.Getenv("MILVUS_USERNAME"), Password: os.Getenv("MILVUS_PASSWORD")})
 			if err != nil {
 				t.Errorf("drop %s: %v", name, err)
 				return
@@ -44,4 +47,9 @@ func TestMilvusContract(t *testing.T) {
 		})
 		return s
 	}, vectorstoretest.MinRecall(0.9))
+}
+
+func milvusTestConfig(addr string) vectorstore.MilvusConfig {
+	return vectorstore.MilvusConfig{Address: addr, Token: os.Getenv("MILVUS_TOKEN"),
+		Username: os.Getenv("MILVUS_USERNAME"), Password: os.Getenv("MILVUS_PASSWORD")}
 }

@@ -38,7 +38,8 @@ func openVectors(ctx context.Context, cfg config.Config) (vectorstore.Store, err
 	}
 	if cfg.MilvusAddress != "" {
 		slog.Info("lesson vectors in Milvus", "address", cfg.MilvusAddress, "collection", name)
-		return vectorstore.OpenMilvus(ctx, cfg.MilvusAddress, name, dim)
+		return vectorstore.OpenMilvus(ctx, vectorstore.MilvusConfig{Address: cfg.MilvusAddress, Token: cfg.MilvusToken,
+			Username: cfg.MilvusUsername, Password: cfg.MilvusPassword}, name, dim)
 	}
 	return vectorstore.OpenSQLiteVec(cfg.Path("vectors"), name, dim)
 }
