@@ -75,6 +75,9 @@ type Activities struct {
 	Encode media.EncodeOptions
 	// SegmentSeconds is the watermark pass's resumable segment length (0: media's default).
 	SegmentSeconds float64
+	// SampleCheckpoint is how often the coarse sampling stage stores where
+	// a retry may resume (0: DefaultSampleCheckpoint).
+	SampleCheckpoint time.Duration
 	// WatermarkWorkers mark frames in parallel (0: GOMAXPROCS).
 	WatermarkWorkers int
 }

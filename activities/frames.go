@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 
@@ -61,19 +63,80 @@ type SampleInput struct {
 	Info media.Info `json:"info"`
 }
 
+// DefaultSampleCheckpoint: a retried coarse sampling redoes at most about
+// this much decoding (plus the SDK's heartbeat throttling).
+const DefaultSampleCheckpoint = 10 * time.Second
+
+// sampleCheckpoint is the coarse sampling's heartbeat: the manifest of the
+// frames stored so far (by key and hash) and where the sampler resumes
+// after them.
+type sampleCheckpoint struct {
+	Resume  media.SampleResume    `json:"resume"`
+	Sampler media.SamplerSettings `json:"sampler"`
+	Key     string                `json:"key"`
+	SHA256  string                `json:"sha256"`
+}
+
+func resumePrefix(videoID string) string { return framesPrefix(videoID) + "coarse.resume/" }
+
 // SampleFrames decodes the video once and stores the frames picked at scene
-// changes and at the policy's minimum rate. It heartbeats the frame count; a
-// retry starts over, overwriting the same keys, so it never duplicates.
+// changes and at the policy's minimum rate. Every SampleCheckpoint it stores
+// the manifest so far and heartbeats where it stands; a retry reads that
+// checkpoint back and resumes the decode after its last frame
+// (media.SampleFramesFrom), which picks exactly what an uninterrupted run
+// would. Frames past the checkpoint are stored again under the same keys,
+// so nothing is duplicated.
 func (a *Activities) SampleFrames(ctx context.Context, in SampleInput) (fs FrameSet, err error) {
 	defer a.stage(ctx, in.VideoID, StageSample)(&err)
 	s := a.Policy.Sampling
-	fs, err = a.storeFrames(ctx, in.VideoRef, false, s, func(emit func(media.Frame) error, path string) error {
-		return media.SampleFrames(ctx, path, in.Info, s, emit)
+	from, resume := a.sampleCheckpoint(ctx, in.VideoID, s)
+	every := a.SampleCheckpoint
+	if every <= 0 {
+		every = DefaultSampleCheckpoint
+	}
+	var cp sampleCheckpoint
+	saved := time.Now()
+	beat := func(m *frameManifest, f media.Frame) error {
+		if time.Since(saved) >= every {
+			key := fmt.Sprintf("%s%06d.json", resumePrefix(in.VideoID), len(m.Frames))
+			info, err := putJSON(ctx, a.Blobs, key, m)
+			if err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
+			cp, saved = sampleCheckpoint{Resume: f.Resume, Sampler: s, Key: key, SHA256: info.SHA256}, time.Now()
+		}
+		activity.RecordHeartbeat(ctx, cp)
+		return nil
+	}
+	fs, err = a.storeFramesFrom(ctx, in.VideoRef, s, from, beat, func(emit func(media.Frame) error, path string) error {
+		return media.SampleFramesFrom(ctx, path, in.Info, s, resume, emit)
 	})
 	if err != nil {
 		return fs, fmt.Errorf("sample frames of %s: %w", in.VideoID, err)
 	}
+	if err := a.Blobs.DeletePrefix(ctx, resumePrefix(in.VideoID)); err != nil {
+		activity.GetLogger(ctx).Warn("sample checkpoints not removed", "video", in.VideoID, "error", err)
+	}
 	return fs, nil
+}
+
+// sampleCheckpoint reads the checkpoint a previous attempt heartbeated: the
+// frames it stored and where to resume. Anything unusable (no details,
+// details of another form, other sampler settings, a manifest that changed)
+// means starting over.
+func (a *Activities) sampleCheckpoint(ctx context.Context, videoID string, s media.SamplerSettings) (*frameManifest, media.SampleResume) {
+	var cp sampleCheckpoint
+	if !activity.IsActivity(ctx) || !activity.HasHeartbeatDetails(ctx) || activity.GetHeartbeatDetails(ctx, &cp) != nil ||
+		cp.Key == "" || cp.Sampler != s || !strings.HasPrefix(cp.Key, resumePrefix(videoID)) {
+		return nil, media.SampleResume{}
+	}
+	var m frameManifest
+	if err := getJSON(ctx, a.Blobs, cp.Key, cp.SHA256, &m); err != nil || len(m.Frames) != cp.Resume.Next || m.Dense {
+		activity.GetLogger(ctx).Warn("sample checkpoint unusable; starting over", "video", videoID, "key", cp.Key, "error", err)
+		return nil, media.SampleResume{}
+	}
+	activity.GetLogger(ctx).Info("sampling resumes", "video", videoID, "frames", cp.Resume.Next, "after_ms", cp.Resume.LastPTSMS)
+	return &m, cp.Resume
 }
 
 // DenseInput asks for a dense re-sample around the coarse pass's suspicious frames.
@@ -111,22 +174,40 @@ func (a *Activities) SampleDense(ctx context.Context, in DenseInput) (fs FrameSe
 func (a *Activities) storeFrames(ctx context.Context, ref VideoRef, dense bool, s media.SamplerSettings,
 	sample func(emit func(media.Frame) error, path string) error) (FrameSet, error) {
 	m, key, info, err := a.sampleToBlobs(ctx, ref, framesPrefix(ref.VideoID), dense, s, sample,
-		framesSampled.WithLabelValues(pass(dense)).Inc)
+		framesSampled.WithLabelValues(pass(dense)).Inc, nil, nil)
 	if err != nil {
 		return FrameSet{}, err
 	}
 	return FrameSet{Key: key, SHA256: info.SHA256, Count: len(m.Frames), Dense: dense, Sampler: s}, nil
 }
 
+// storeFramesFrom is the coarse pass's storeFrames, continuing the frames of
+// from (nil: from the start) and calling beat after each frame.
+func (a *Activities) storeFramesFrom(ctx context.Context, ref VideoRef, s media.SamplerSettings, from *frameManifest,
+	beat func(*frameManifest, media.Frame) error, sample func(emit func(media.Frame) error, path string) error) (FrameSet, error) {
+	m, key, info, err := a.sampleToBlobs(ctx, ref, framesPrefix(ref.VideoID), false, s, sample,
+		framesSampled.WithLabelValues(pass(false)).Inc, from, beat)
+	if err != nil {
+		return FrameSet{}, err
+	}
+	return FrameSet{Key: key, SHA256: info.SHA256, Count: len(m.Frames), Dense: false, Sampler: s}, nil
+}
+
 // sampleToBlobs runs a sampler over the video's local copy, stores each
 // frame as a JPEG blob under prefix+pass/ (calling counted, if set, per
 // frame), then the manifest at prefix+pass.json, and returns the manifest
-// with its key and blob info.
+// with its key and blob info. With from, the sampler continues a previous
+// attempt whose frames from lists; beat, if set, replaces the per-frame
+// heartbeat of the frame count.
 func (a *Activities) sampleToBlobs(ctx context.Context, ref VideoRef, prefix string, dense bool, s media.SamplerSettings,
-	sample func(emit func(media.Frame) error, path string) error, counted func()) (frameManifest, string, blob.Info, error) {
+	sample func(emit func(media.Frame) error, path string) error, counted func(),
+	from *frameManifest, beat func(*frameManifest, media.Frame) error) (frameManifest, string, blob.Info, error) {
 	dir := prefix + pass(dense) + "/"
-	// A previous attempt may have stored more frames than this one will.
-	if err := a.Blobs.DeletePrefix(ctx, dir); err != nil {
+	m := frameManifest{VideoID: ref.VideoID, Dense: dense, Sampler: s}
+	if from != nil {
+		m.Frames = from.Frames
+	} else if err := a.Blobs.DeletePrefix(ctx, dir); err != nil {
+		// A previous attempt may have stored more frames than this one will.
 		return frameManifest{}, "", blob.Info{}, err
 	}
 	src, cleanup, err := a.localPath(ctx, ref.BlobKey)
@@ -134,7 +215,6 @@ func (a *Activities) sampleToBlobs(ctx context.Context, ref VideoRef, prefix str
 		return frameManifest{}, "", blob.Info{}, err
 	}
 	defer cleanup()
-	m := frameManifest{VideoID: ref.VideoID, Dense: dense, Sampler: s}
 	emit := func(f media.Frame) error {
 		key := fmt.Sprintf("%s%06d.jpg", dir, f.Index)
 		info, err := blob.PutBytes(ctx, a.Blobs, key, f.JPEG)
@@ -145,6 +225,9 @@ func (a *Activities) sampleToBlobs(ctx context.Context, ref VideoRef, prefix str
 			Key: key, SHA256: info.SHA256, Width: f.Width, Height: f.Height})
 		if counted != nil {
 			counted()
+		}
+		if beat != nil {
+			return beat(&m, f)
 		}
 		activity.RecordHeartbeat(ctx, len(m.Frames))
 		return nil

@@ -463,7 +463,7 @@ func (a *Activities) scoreFrames(ctx context.Context, frames []storedFrame, dens
 func (a *Activities) sampleShadow(ctx context.Context, ref VideoRef, prefix string, dense bool, s media.SamplerSettings,
 	sample func(emit func(media.Frame) error, src string) error) ([]storedFrame, error) {
 	// Not counted in framesSampled: that counts the pipeline's frames.
-	m, _, _, err := a.sampleToBlobs(ctx, ref, prefix, dense, s, sample, nil)
+	m, _, _, err := a.sampleToBlobs(ctx, ref, prefix, dense, s, sample, nil, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.temporal.io/sdk/activity"
@@ -26,6 +27,8 @@ const testKeyring = "k1:000102030405060708090a0b0c0d0e0f,k0:f0f1f2f3f4f5f6f7f8f9
 type failingStore struct {
 	blob.Store
 	failOn string
+	mu     sync.Mutex
+	puts   map[string]int // successful Puts by key
 }
 
 var errInjected = errors.New("injected put failure")
@@ -34,7 +37,29 @@ func (s *failingStore) Put(ctx context.Context, key string, r io.Reader) (blob.I
 	if s.failOn != "" && strings.Contains(key, s.failOn) {
 		return blob.Info{}, errInjected
 	}
-	return s.Store.Put(ctx, key, r)
+	info, err := s.Store.Put(ctx, key, r)
+	if err == nil {
+		s.mu.Lock()
+		if s.puts == nil {
+			s.puts = map[string]int{}
+		}
+		s.puts[key]++
+		s.mu.Unlock()
+	}
+	return info, err
+}
+
+// putsUnder counts the successful Puts of keys starting with prefix.
+func (s *failingStore) putsUnder(prefix string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, c := range s.puts {
+		if strings.HasPrefix(k, prefix) {
+			n += c
+		}
+	}
+	return n
 }
 
 type wmFixture struct {

@@ -78,6 +78,31 @@ const jpegQuality = "4"
 // from emit stops ffmpeg and is returned (wrapped); so is ctx's error.
 // A stream too corrupt to decode yields an error wrapping *InvalidError.
 func SampleFrames(ctx context.Context, path string, info Info, s SamplerSettings, emit func(Frame) error) error {
+	return SampleFramesFrom(ctx, path, info, s, SampleResume{}, emit)
+}
+
+// SampleResume is where an interrupted SampleFrames stopped: Next frames
+// were emitted, the last at LastPTSMS; AllFrames says the run had fallen
+// back to decoding every frame. Each emitted Frame carries the SampleResume
+// that continues after it; the zero value starts from the top.
+type SampleResume struct {
+	Next      int   `json:"next"`
+	LastPTSMS int64 `json:"last_pts_ms"`
+	AllFrames bool  `json:"all_frames,omitempty"`
+}
+
+// resumeSlackMS: a resumed decode starts this much before the last pick, so
+// millisecond rounding of the stored timestamp cannot seek past the frame
+// whose scene score the next pick's depends on.
+const resumeSlackMS = 1
+
+// SampleFramesFrom is SampleFrames continued after r: it seeks to r's last
+// pick (an exact input seek: frames before it are decoded but not filtered)
+// and emits the picks after it with the indexes, timestamps and scene flags
+// an uninterrupted run gives them. The spacing rules carry over since the
+// select expression starts from the last pick's time, and a frame's scene
+// score depends only on its predecessor, which the seek decodes again.
+func SampleFramesFrom(ctx context.Context, path string, info Info, s SamplerSettings, r SampleResume, emit func(Frame) error) error {
 	s = s.WithDefaults()
 	intervalMS, gapMS := coarseSpacing(info.DurationMS, s)
 	// Scale before select: the scene score is then computed on small frames,
@@ -85,14 +110,30 @@ func SampleFrames(ctx context.Context, path string, info Info, s SamplerSettings
 	// milliseconds (pts_time is printed with only 6 significant digits).
 	// select's 0.1 ms slack keeps float rounding of t from delaying a pick
 	// by a frame; coarseSpacing's margin covers it for the cap.
-	vf := fmt.Sprintf("%s,select='isnan(prev_selected_t)+gte(t-prev_selected_t,%s)+gt(scene,%s)*gte(t-prev_selected_t,%s)',settb=1/1000,%s",
-		scaleFilter(s.Width),
-		secs(intervalMS), strconv.FormatFloat(s.SceneThreshold, 'f', -1, 64), secs(gapMS),
+	prev, shift, pick := "prev_selected_t", "", "isnan(prev_selected_t)+"
+	inputArgs := decodeArgs(info)
+	if r.AllFrames {
+		inputArgs = nil
+	}
+	if r.Next > 0 {
+		// The seek restarts timestamps at 0; setpts puts them back, so t is
+		// the original time. Until the first new pick, the last stored pick
+		// stands in for prev_selected_t, so frames up to it (t - prev <= 0)
+		// are not picked again, and the first frame is not picked as such.
+		seek := max(r.LastPTSMS-resumeSlackMS, 0)
+		inputArgs = append(append([]string{}, inputArgs...), "-ss", msSecs(seek))
+		shift = fmt.Sprintf("setpts=PTS+%s/TB,", msSecs(seek))
+		prev = fmt.Sprintf("if(isnan(prev_selected_t),%s,prev_selected_t)", msSecs(r.LastPTSMS))
+		pick = ""
+	}
+	vf := fmt.Sprintf("%s,%sselect='%s(gte(t-%s,%s)+gt(scene,%s)*gte(t-%s,%s))',settb=1/1000,%s",
+		scaleFilter(s.Width), shift, pick,
+		prev, secs(intervalMS), strconv.FormatFloat(s.SceneThreshold, 'f', -1, 64), prev, secs(gapMS),
 		printPTS("lavfi.scene_score"))
 
-	index := 0
-	var lastPTS int64
-	err := runFFmpeg(ctx, decodeArgs(info), path, vf, func(jpg []byte, m frameMeta) (bool, error) {
+	index := r.Next
+	lastPTS := r.LastPTSMS
+	err := runFFmpeg(ctx, inputArgs, path, vf, func(jpg []byte, m frameMeta) (bool, error) {
 		if index >= s.MaxFrames {
 			slog.WarnContext(ctx, "media: frame cap reached before the end of the video; stopping",
 				"path", path, "max_frames", s.MaxFrames, "pts_ms", m.ptsMS, "duration_ms", info.DurationMS)
@@ -109,11 +150,12 @@ func SampleFrames(ctx context.Context, path string, info Info, s SamplerSettings
 		f.Scene = index > 0 && m.value > s.SceneThreshold
 		index++
 		lastPTS = pts
+		f.Resume = SampleResume{Next: index, LastPTSMS: pts, AllFrames: r.AllFrames}
 		return false, emit(f)
 	})
-	if err == nil && index == 0 && decodeArgs(info) != nil {
+	if err == nil && index == 0 && inputArgs != nil {
 		// A stream whose frames all claim to be unreferenced: decode them all.
-		return SampleFrames(ctx, path, Info{DurationMS: info.DurationMS}, s, emit)
+		return SampleFramesFrom(ctx, path, info, s, SampleResume{AllFrames: true}, emit)
 	}
 	if err == nil && index == 0 {
 		err = &InvalidError{Reason: "no frame of the video could be decoded"}
@@ -160,6 +202,9 @@ func coarseSpacing(durationMS int64, s SamplerSettings) (intervalMS, gapMS int64
 	}
 	return max(intervalMS, gapMS), gapMS
 }
+
+// msSecs renders ms as seconds, exactly.
+func msSecs(ms int64) string { return strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64) }
 
 // secs renders ms as seconds for an ffmpeg expression, 0.1 ms early.
 func secs(ms int64) string {

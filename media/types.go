@@ -83,6 +83,9 @@ type Frame struct {
 	Width  int    // pixels
 	Height int    // pixels
 	JPEG   []byte // the encoded frame
+	// Resume continues SampleFrames after this frame (SampleFramesFrom);
+	// zero from the other samplers.
+	Resume SampleResume
 }
 
 // Window is a time range [StartMS, EndMS] of a video.
