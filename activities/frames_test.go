@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/lessonflow/lessonflow/internal/testenv"
 	"github.com/lessonflow/lessonflow/media"
 	"github.com/lessonflow/lessonflow/moderation"
@@ -40,28 +36,7 @@ func sampleFixture(t *testing.T) (*wmFixture, SampleInput) {
 // heartbeated.
 func runSample(t *testing.T, fx *wmFixture, in SampleInput, details *sampleCheckpoint) (FrameSet, *sampleCheckpoint, error) {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(fx.acts.SampleFrames)
-	if details != nil {
-		env.SetHeartbeatDetails(*details)
-	}
-	var last *sampleCheckpoint
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-		var cp sampleCheckpoint
-		if d.Get(&cp) == nil && cp.Key != "" {
-			last = &cp
-		}
-	})
-	val, err := env.ExecuteActivity(fx.acts.SampleFrames, in)
-	if err != nil {
-		return FrameSet{}, last, err
-	}
-	var fs FrameSet
-	if err := val.Get(&fs); err != nil {
-		t.Fatal(err)
-	}
-	return fs, last, nil
+	return runResumable[FrameSet](t, fx.acts.SampleFrames, in, details, func(cp sampleCheckpoint) bool { return cp.Key != "" })
 }
 
 func manifestOf(t *testing.T, fx *wmFixture, fs FrameSet) []string {

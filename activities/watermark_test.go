@@ -127,28 +127,37 @@ func newWMFixtureOn(t *testing.T, src string, blobs blob.Store) *wmFixture {
 // details (nil: a first attempt), and returns the last heartbeat details.
 func (fx *wmFixture) run(t *testing.T, details *watermarkProgress) (WatermarkResult, *watermarkProgress, error) {
 	t.Helper()
+	return runResumable[WatermarkResult](t, fx.acts.Watermark, WatermarkInput{VideoRef: fx.ref}, details,
+		func(watermarkProgress) bool { return true })
+}
+
+// runResumable executes activity fn with input in Temporal's test
+// environment, starting from heartbeat details (nil: a first attempt), and
+// returns its result and the last heartbeat details that keep accepts.
+func runResumable[Out, In, D any](t *testing.T, fn any, in In, details *D, keep func(D) bool) (Out, *D, error) {
+	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(fx.acts.Watermark)
+	env.RegisterActivity(fn)
 	if details != nil {
 		env.SetHeartbeatDetails(*details)
 	}
-	var last *watermarkProgress
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-		var p watermarkProgress
-		if d.Get(&p) == nil {
-			last = &p
+	var last *D
+	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, enc converter.EncodedValues) {
+		var d D
+		if enc.Get(&d) == nil && keep(d) {
+			last = &d
 		}
 	})
-	val, err := env.ExecuteActivity(fx.acts.Watermark, WatermarkInput{VideoRef: fx.ref})
+	var out Out
+	val, err := env.ExecuteActivity(fn, in)
 	if err != nil {
-		return WatermarkResult{}, last, err
+		return out, last, err
 	}
-	var res WatermarkResult
-	if err := val.Get(&res); err != nil {
+	if err := val.Get(&out); err != nil {
 		t.Fatal(err)
 	}
-	return res, last, nil
+	return out, last, nil
 }
 
 // file is the object under key as a local file: in place when the store
