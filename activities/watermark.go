@@ -257,7 +257,7 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	seeked := false
 	if prog.Segments == 0 || (prog.LastFrames == segFrames && !whole) {
 		// The last finished segment was full: there may be more video.
-		tr, err := media.EncodeSegments(ctx, src, media.TranscodeOptions{
+		opt := media.TranscodeOptions{
 			Encode: enc, SegmentSeconds: a.SegmentSeconds, Stream: &vs, Workers: a.WatermarkWorkers,
 			WorkDir: work, StartSegment: prog.Segments, StartSum: prog.next, Whole: whole,
 			OnSegment: func(s media.Segment) error {
@@ -276,8 +276,10 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 				prog.Frames = n
 				mu.Unlock()
 			},
-		}, func(f media.RawFrame) error {
-			if err := marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index); err != nil {
+		}
+		mark := MarkPass(ctx, marker, vs, &opt)
+		tr, err := media.EncodeSegments(ctx, src, opt, func(f media.RawFrame) error {
+			if err := mark(f); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
@@ -334,6 +336,20 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 		"grid", grid.String(), "frames", total, "bytes", info.Size, "resumed_segments", resumed, "resume_seeked", seeked)
 	return WatermarkResult{RenditionKey: rkey, SHA256: info.SHA256, SizeBytes: info.Size, Payload: payload.String(),
 		KeyID: rec.KeyID, Frames: total, Grid: grid.String(), Resumed: resumed, Seeked: seeked}, nil
+}
+
+// MarkPass readies a pass over vs to mark every frame with marker: it
+// returns the transform that marks a frame in Go and, when the mark is the
+// same in every frame (the block grid), also sets opt.LumaOffsets, so that
+// one ffmpeg process adds it and the frames skip the relay through Go (the
+// transform is then the fallback).
+func MarkPass(ctx context.Context, marker *watermark.VideoMarker, vs media.VideoStream, opt *media.TranscodeOptions) func(media.RawFrame) error {
+	if !vs.Still {
+		opt.LumaOffsets, _ = marker.Offsets(vs.DecodedSize())
+	}
+	return func(f media.RawFrame) error {
+		return marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
+	}
 }
 
 // gridSampleFrames keyframes, spread over the video, decide its grid.

@@ -204,11 +204,9 @@ func TestWatermarkBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			marker := emb.Video(payload, grid, 0)
-			if _, err := media.Transcode(context.Background(), c.path, out, media.TranscodeOptions{Encode: enc, Stream: &vs},
-				func(f media.RawFrame) error {
-					return marker.Mark(context.Background(), watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
-				}); err != nil {
+			opt := media.TranscodeOptions{Encode: enc, Stream: &vs}
+			mark := activities.MarkPass(context.Background(), emb.Video(payload, grid, 0), vs, &opt)
+			if _, err := media.Transcode(context.Background(), c.path, out, opt, mark); err != nil {
 				t.Fatalf("transcode %s: %v", c.name, err)
 			}
 			passes = append(passes, time.Since(start).Seconds())

@@ -2,7 +2,9 @@ package media
 
 // The raw video pipeline: ffmpeg decodes to yuv420p frames on a pipe, Go
 // transforms them (in parallel, order kept), ffmpeg encodes H.264 from a
-// pipe. Used by the watermark pass and, decode-only, by detection.
+// pipe. Used by the watermark pass and, decode-only, by detection. A pass
+// whose transform is the same luma offsets on every frame runs in one
+// ffmpeg process instead (offsets.go).
 //
 // Frames travel as YUV4MPEG2 (y4m): a one-line header carries the size, rate
 // and aspect after ffmpeg applied the display rotation, and every frame is
@@ -68,6 +70,18 @@ type VideoStream struct {
 	// average rate, within 1%. Only such a source is resumed by an input
 	// seek (TranscodeOptions.StartSum).
 	ConstantRate bool `json:"constant_rate,omitempty"`
+	// Rotated: a ±90° display rotation, which the decoder applies.
+	Rotated bool `json:"rotated,omitempty"`
+}
+
+// DecodedSize is the size of the frames the raw pipeline decodes from vs:
+// its display size (rotation applied), cut to even dimensions.
+func (vs VideoStream) DecodedSize() (w, h int) {
+	w, h = vs.Width, vs.Height
+	if vs.Rotated {
+		w, h = h, w
+	}
+	return w &^ 1, h &^ 1
 }
 
 // maxRawFPS bounds the constant output rate; past it a stream's rate is a
@@ -95,7 +109,7 @@ func ProbeStream(ctx context.Context, path string) (VideoStream, error) {
 	input := "file:" + path
 	cmd := exec.CommandContext(ctx, "ffprobe", "-hide_banner", "-v", "error",
 		"-protocol_whitelist", "file", "-print_format", "json",
-		"-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,sample_aspect_ratio,nb_frames,duration:stream_disposition=attached_pic,still_image:format=duration,format_name",
+		"-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,sample_aspect_ratio,nb_frames,duration:stream_disposition=attached_pic,still_image:stream_tags=rotate:stream_side_data=rotation:format=duration,format_name",
 		input)
 	stdout := &capWriter{max: maxProbeJSON + 1}
 	stderr := &capWriter{max: 64 << 10}
@@ -142,6 +156,7 @@ func parseRawProbe(data []byte) (VideoStream, error) {
 			}
 			found = true
 			vs.Width, vs.Height = int(w), int(h)
+			vs.Rotated = rotated(&s.probeStream)
 			vs.Rate, vs.FPS = chooseRate(s.RFrameRate, s.AvgFrameRate)
 			vs.ConstantRate = vs.Rate == s.RFrameRate && ratesAgree(s.RFrameRate, s.AvgFrameRate)
 			vs.Still = isImage(p.Format.FormatName, &s.probeStream, p.Format.Duration)
@@ -401,22 +416,6 @@ type decodeSpec struct {
 // startDecoder runs ffmpeg decoding path's first video stream to y4m yuv420p
 // on its stdout.
 func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, error) {
-	// fps first (constant rate), then scale, then even dimensions for 4:2:0.
-	// A still image has no rate: the fps filter could drop its one frame.
-	vf := "null"
-	if d.rate != "" {
-		vf = "fps=" + d.rate
-	}
-	if d.keyframes && d.keySpacing > 0 {
-		vf = fmt.Sprintf("select='isnan(prev_selected_t)+gte(t-prev_selected_t,%.3f)'", d.keySpacing)
-	}
-	if d.maxWidth > 0 && d.maxHeight > 0 {
-		vf += fmt.Sprintf(",scale=w='min(iw,%d)':h='min(ih,%d)':force_original_aspect_ratio=decrease:flags=bilinear", d.maxWidth, d.maxHeight)
-	}
-	vf += ",crop=w=trunc(iw/2)*2:h=trunc(ih/2)*2"
-	if d.startFrame > 0 {
-		vf += fmt.Sprintf(",trim=start_frame=%d", d.startFrame)
-	}
 	args := []string{"-protocol_whitelist", "file"}
 	if d.keyframes { // the decoder skips every other frame: a fast look over a whole video
 		args = append(args, "-skip_frame", "nokey")
@@ -432,7 +431,7 @@ func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, 
 	}
 	args = append(args, "-i", "file:"+path,
 		"-map", "0:V:0", "-an", "-sn", "-dn",
-		"-vf", vf,
+		"-vf", d.filter(),
 		// The fps filter already made the rate constant; the muxer must not
 		// pad a trimmed start with duplicates.
 		"-fps_mode", "passthrough",
@@ -442,6 +441,27 @@ func startDecoder(ctx context.Context, path string, d decodeSpec) (*ffmpegProc, 
 	}
 	args = append(args, "-f", "yuv4mpegpipe", "pipe:1")
 	return startFFmpeg(ctx, args, false, true)
+}
+
+// filter is the decoder's filter chain: fps first (constant rate), then
+// scale, then even dimensions for 4:2:0, then the trim to startFrame.
+func (d decodeSpec) filter() string {
+	// A still image has no rate: the fps filter could drop its one frame.
+	vf := "null"
+	if d.rate != "" {
+		vf = "fps=" + d.rate
+	}
+	if d.keyframes && d.keySpacing > 0 {
+		vf = fmt.Sprintf("select='isnan(prev_selected_t)+gte(t-prev_selected_t,%.3f)'", d.keySpacing)
+	}
+	if d.maxWidth > 0 && d.maxHeight > 0 {
+		vf += fmt.Sprintf(",scale=w='min(iw,%d)':h='min(ih,%d)':force_original_aspect_ratio=decrease:flags=bilinear", d.maxWidth, d.maxHeight)
+	}
+	vf += ",crop=w=trunc(iw/2)*2:h=trunc(ih/2)*2"
+	if d.startFrame > 0 {
+		vf += fmt.Sprintf(",trim=start_frame=%d", d.startFrame)
+	}
+	return vf
 }
 
 // DecodeOptions bound a decode-only pass (detection).
@@ -572,6 +592,11 @@ func (o EncodeOptions) WithDefaults() EncodeOptions {
 	return o
 }
 
+// x264Args are the output arguments of a rendition's video encode.
+func (o EncodeOptions) x264Args() []string {
+	return []string{"-c:v", "libx264", "-preset", o.Preset, "-crf", strconv.Itoa(o.CRF), "-pix_fmt", "yuv420p"}
+}
+
 // Validate rejects a CRF outside 1-51 or an unknown preset. CRF 0 would
 // be lossless, tens of times the bits, never what a served rendition
 // wants; and 0 is the zero value, which WithDefaults reads as unset.
@@ -653,6 +678,17 @@ type TranscodeOptions struct {
 	// whole frame still goes through the transform): a quarter of the
 	// encoding work to probe what the frames cost.
 	EncodeCenter bool
+	// LumaOffsets, when set, is a luma plane of the decoded frame size
+	// (VideoStream.DecodedSize): 128 plus an offset that every frame's
+	// pixel gets, saturating, as watermark.VideoMarker.Offsets gives for a
+	// mark that is the same in every frame. The pass then runs as one
+	// ffmpeg process (decode, add, encode) and no frame crosses a pipe: on
+	// flat video that relay is most of what a pass costs over a plain
+	// transcode (README, "Fourteenth round"). Should that process fail (a
+	// size the probe did not foresee, a stream that changes size), the
+	// pass goes on from its first unfinished segment through the pipe and
+	// transform, which must add the same offsets. Not for samples.
+	LumaOffsets []byte
 	// Whole encodes the pass as one segment that is the finished rendition:
 	// the source's audio muxed in, +faststart, never cut (StartSegment must
 	// be 0). For videos that fit one segment (FitsOneSegment), where a retry
@@ -730,6 +766,9 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if opt.SeekKeyframe && opt.MaxFrames == 0 {
 		return TranscodeResult{}, errors.New("encode segments: only a sample (MaxFrames) may start at a keyframe")
 	}
+	if opt.LumaOffsets != nil && (opt.MaxFrames > 0 || opt.SeekSeconds > 0 || opt.EncodeCenter) {
+		return TranscodeResult{}, errors.New("encode segments: luma offsets are for whole passes, not samples")
+	}
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -740,6 +779,19 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 		vs = *opt.Stream
 	} else if vs, err = ProbeStream(ctx, src); err != nil {
 		return TranscodeResult{}, err
+	}
+	if opt.LumaOffsets != nil && !vs.Still && vs.Rate != "" {
+		done, err := encodeOffsets(ctx, src, opt, vs, enc)
+		if !errors.Is(err, errOffsetsFailed) {
+			return done, err
+		}
+		// Segments already reported stand: their frames are what the pipe
+		// would have made. The pipe takes over from the next one.
+		opt.StartSegment += len(done.Segments)
+		opt.StartSum = ""
+		res, err := EncodeSegments(ctx, src, withoutOffsets(opt), transform)
+		res.Segments = append(done.Segments, res.Segments...)
+		return res, err
 	}
 	segFrames := SegmentFrames(vs, opt.SegmentSeconds)
 	if start := opt.StartSegment * segFrames; opt.StartSum != "" && start > 0 && vs.ConstantRate && !vs.Still && vs.FPS > 0 {
@@ -1029,8 +1081,7 @@ func (p *pipeline) startSegment(index int) error {
 		aout = []string{"-an"}
 	}
 	args := append([]string{"-f", "yuv4mpegpipe", "-i", "pipe:0"}, ain...)
-	args = append(args, "-map", "0:v",
-		"-c:v", "libx264", "-preset", p.enc.Preset, "-crf", strconv.Itoa(p.enc.CRF), "-pix_fmt", "yuv420p")
+	args = append(append(args, "-map", "0:v"), p.enc.x264Args()...)
 	var vf []string
 	if p.opt.EncodeCenter { // sized from the frames as decoded (after any rotation)
 		vf = append(vf, "crop=w=trunc(iw/32)*16:h=trunc(ih/32)*16:x=trunc((iw-ow)/32)*16:y=trunc((ih-oh)/32)*16")
@@ -1159,11 +1210,20 @@ func audioArgs(src string, vs VideoStream) (in, out []string) {
 	if !vs.HasAudio {
 		return nil, nil
 	}
-	in = []string{"-protocol_whitelist", "file", "-i", "file:" + src}
-	if mp4AudioCodecs[vs.AudioCodec] {
-		return in, []string{"-map", "1:a:0", "-c:a", "copy"}
+	return []string{"-protocol_whitelist", "file", "-i", "file:" + src}, audioMap(vs, 1)
+}
+
+// audioMap is the output arguments that take the first audio stream of
+// input number input (one opened on the source), or none without audio.
+func audioMap(vs VideoStream, input int) []string {
+	if !vs.HasAudio {
+		return nil
 	}
-	return in, []string{"-map", "1:a:0", "-c:a", "aac", "-b:a", "160k"}
+	stream := strconv.Itoa(input) + ":a:0"
+	if mp4AudioCodecs[vs.AudioCodec] {
+		return []string{"-map", stream, "-c:a", "copy"}
+	}
+	return []string{"-map", stream, "-c:a", "aac", "-b:a", "160k"}
 }
 
 // MuxSegments joins segment files (in order) into dst, an MP4 with

@@ -47,6 +47,26 @@ func (e *Embedder) Video(p Payload, g Grid, restart int) *VideoMarker {
 	return &VideoMarker{e: e, p: p, grid: g, restart: max(restart, 0), blocks: map[int]*markBlock{}}
 }
 
+// Offsets is the mark of every w x h frame of the video when it does not
+// depend on the frame's picture, as on GridBlock (whole levels over whole
+// cells, no masking, no cancellation): a luma plane of w*h bytes holding
+// 128 plus each pixel's offset. Mark then gives clip(Y + offset) at every
+// pixel, so a pass may add the plane outside Go (ffmpeg's blend filter in
+// grainmerge mode computes exactly that), sparing the raw frames their trip
+// through this process. ok is false where Mark depends on the picture
+// (GridFine, or a frame too small for the block grid).
+func (m *VideoMarker) Offsets(w, h int) (offsets []byte, ok bool) {
+	f := Frame{Y: make([]byte, w*h), Width: w, Height: h, Stride: w}
+	if m.grid != GridBlock || f.validate(MinMarkWidth, MinMarkHeight) != nil || blockCell(w, h) == 0 {
+		return nil, false
+	}
+	for i := range f.Y {
+		f.Y[i] = 128 // offsets are a level or so: never saturated here
+	}
+	m.e.addPattern(f, m.e.pattern(w, h, GridBlock, m.p), blockAmplitudes(f, GridBlock))
+	return f.Y, true
+}
+
 // blockFirst is the first frame of frame i's block.
 func (m *VideoMarker) blockFirst(i int) int {
 	seg := 0

@@ -443,6 +443,50 @@ func TestBlockGridAligned(t *testing.T) {
 	}
 }
 
+// TestOffsets: on GridBlock a video's mark is one plane of offsets, and
+// adding it with saturation (what ffmpeg's blend grainmerge does) gives
+// Mark's frames bit for bit, near-black and near-white pixels included.
+// Where the mark depends on the picture there are no offsets.
+func TestOffsets(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	r := rand.New(rand.NewSource(9))
+	for _, sz := range [][2]int{{1920, 1080}, {1280, 720}, {1080, 1920}, {768, 432}, {1000, 562}} {
+		w, h := sz[0], sz[1]
+		m := e.Video(0xfeed, GridBlock, 100)
+		off, ok := m.Offsets(w, h)
+		if !ok || len(off) != w*h {
+			t.Fatalf("%dx%d: offsets %d bytes, ok %t", w, h, len(off), ok)
+		}
+		for i, index := range []int{0, 37, 100, 263} {
+			f := naturalFrame(w, h, int64(i))
+			for k := range f.Y { // clipped extremes, where saturation shows
+				if k%7 == 0 {
+					f.Y[k] = byte(255 * r.Intn(2))
+				}
+			}
+			want := make([]byte, len(f.Y))
+			for k, v := range f.Y {
+				want[k] = byte(max(0, min(255, int(v)+int(off[k])-128)))
+			}
+			if err := m.Mark(t.Context(), f, index); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(f.Y, want) {
+				t.Fatalf("%dx%d frame %d: Mark differs from the offsets added", w, h, index)
+			}
+		}
+	}
+	for _, c := range []struct {
+		g    Grid
+		w, h int
+	}{{GridFine, 1920, 1080}, {GridBlock, 480, 270}, {GridBlock, 100, 40}} {
+		if _, ok := e.Video(0xfeed, c.g, 0).Offsets(c.w, c.h); ok {
+			t.Errorf("%s grid at %dx%d: offsets, want none (the mark depends on the picture or does not fit)", c.g, c.w, c.h)
+		}
+	}
+}
+
 // TestGridChooser: flat frames (a slide, a dark editor) choose GridBlock,
 // textured ones GridFine, half-flat ones GridBlock only where the cells
 // would be 32 px or more, and frames too small for a block tile always

@@ -165,7 +165,7 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 	start := time.Now()
 	tty := isTerminal(os.Stderr)
 	last := time.Time{}
-	res, err := media.Transcode(ctx, a.in, a.out, media.TranscodeOptions{
+	opt := media.TranscodeOptions{
 		Encode: a.encode, Stream: &vs,
 		Progress: func(n int) {
 			if tty && time.Since(last) > 200*time.Millisecond {
@@ -173,9 +173,8 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 				fmt.Fprintf(os.Stderr, "\rmarking: frame %d of ~%d", n, total)
 			}
 		},
-	}, func(f media.RawFrame) error {
-		return marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
-	})
+	}
+	res, err := media.Transcode(ctx, a.in, a.out, opt, activities.MarkPass(ctx, marker, vs, &opt))
 	if tty {
 		fmt.Fprint(os.Stderr, "\r\033[K")
 	}

@@ -1,0 +1,192 @@
+package media
+
+// The one-process pass: when every frame gets the same luma offsets
+// (TranscodeOptions.LumaOffsets), one ffmpeg run decodes, adds them with
+// the blend filter and encodes, in segments cut by its segment muxer. It
+// makes the same frames as the pipe with a transform adding the offsets,
+// cut into the same segments.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// errOffsetsFailed: the one-process pass failed in ffmpeg (not by ctx);
+// EncodeSegments goes on through the pipe.
+var errOffsetsFailed = errors.New("one-process pass failed")
+
+func withoutOffsets(opt TranscodeOptions) TranscodeOptions {
+	opt.LumaOffsets = nil
+	return opt
+}
+
+// encodeOffsets runs the pass in one ffmpeg process. Segments are reported
+// (renamed into place, OnSegment) as soon as the segment muxer has moved
+// past them. A resume (StartSegment > 0) decodes from the start and trims,
+// as the pipe does without a StartSum: there is no frame here to check a
+// seek against.
+func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs VideoStream, enc EncodeOptions) (TranscodeResult, error) {
+	segFrames := SegmentFrames(vs, opt.SegmentSeconds)
+	start := opt.StartSegment * segFrames
+	res := TranscodeResult{Stream: vs, SegmentFrames: segFrames, Frames: start}
+	w, h := vs.DecodedSize()
+	if len(opt.LumaOffsets) != w*h {
+		return res, fmt.Errorf("%w: %d luma offsets for %dx%d frames", errOffsetsFailed, len(opt.LumaOffsets), w, h)
+	}
+	if err := os.MkdirAll(opt.WorkDir, 0o755); err != nil {
+		return res, err
+	}
+	plane, err := os.CreateTemp(opt.WorkDir, "offsets-*.yuv")
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(plane.Name())
+	// One yuv420p frame: the offsets, and chroma at 128, which the blend
+	// leaves as it is.
+	_, err = plane.Write(append(append([]byte(nil), opt.LumaOffsets...), strings.Repeat("\x80", 2*(w/2)*(h/2))...))
+	if cerr := plane.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return res, err
+	}
+
+	// setpts: the frames are numbered from 0, as the pipe's encoder numbers
+	// what it reads. blend repeats its one offsets frame for every frame.
+	graph := "[0:V:0]" + decodeSpec{rate: vs.Rate, startFrame: start}.filter() + ",setpts=PTS-STARTPTS,format=yuv420p[src];" +
+		"[src][1:v]blend=all_mode=grainmerge"
+	if vs.SAR != "" {
+		graph += ",setsar=" + strings.Replace(vs.SAR, ":", "/", 1)
+	}
+	graph += "[v]"
+	args := []string{"-protocol_whitelist", "file", "-i", "file:" + src,
+		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", fmt.Sprintf("%dx%d", w, h), "-i", "file:" + plane.Name(),
+		"-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-map_metadata", "-1", "-map_chapters", "-1"}
+	args = append(args, enc.x264Args()...)
+	part := func(i int) string { return SegmentPath(opt.WorkDir, i) + ".part" }
+	if opt.Whole {
+		args = append(append(args, audioMap(vs, 0)...), "-movflags", "+faststart", "-f", "mp4", "file:"+part(0))
+	} else {
+		// An IDR frame at every segment's first frame, and the muxer cuts
+		// there: the segments of the pipe, which starts an encoder for each.
+		// The cut list reaches well past the probed length; a longer video
+		// only gets a longer last segment.
+		want := max(1, int(vs.DurationSec*vs.FPS)/segFrames+1-opt.StartSegment)
+		cuts := make([]string, 0, 2*want+8)
+		for i := 1; i <= 2*want+8; i++ {
+			cuts = append(cuts, strconv.Itoa(i*segFrames))
+		}
+		pattern := strings.ReplaceAll(filepath.Join(opt.WorkDir, "seg-"), "%", "%%") + "%06d.mp4.part"
+		args = append(args, "-an", "-forced-idr", "1", "-force_key_frames", fmt.Sprintf("expr:gte(n,n_forced*%d)", segFrames),
+			"-f", "segment", "-segment_format", "mp4", "-segment_frames", strings.Join(cuts, ","),
+			"-segment_start_number", strconv.Itoa(opt.StartSegment), "-reset_timestamps", "1", "file:"+pattern)
+	}
+	args = append(args, "-progress", "pipe:1")
+	proc, err := startFFmpeg(ctx, args, false, true)
+	if err != nil {
+		return res, err
+	}
+
+	// next is the first segment not reported; whatever was not reported
+	// is not a segment.
+	next := opt.StartSegment
+	defer func() {
+		for i := next; fileExists(part(i)); i++ {
+			os.Remove(part(i))
+		}
+	}()
+	report := func(i, frames int) error {
+		seg := Segment{Index: i, FirstFrame: i * segFrames, Frames: frames, Path: SegmentPath(opt.WorkDir, i)}
+		// The cuts follow from forced IDR frames; the count in the file's
+		// index (no scan) confirms them before a retry relies on them.
+		if n, err := mp4Frames(ctx, part(i)); err != nil || n != frames {
+			return fmt.Errorf("%w: segment %d holds %d frames, want %d (%v)", errOffsetsFailed, i, n, frames, err)
+		}
+		if err := os.Rename(part(i), seg.Path); err != nil {
+			return err
+		}
+		res.Segments = append(res.Segments, seg)
+		next = i + 1
+		if opt.OnSegment != nil {
+			if err := opt.OnSegment(seg); err != nil {
+				return fmt.Errorf("segment %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	frames := 0 // encoded by this run
+	var loopErr error
+	sc := bufio.NewScanner(proc.stdout)
+	for sc.Scan() {
+		key, val, _ := strings.Cut(sc.Text(), "=")
+		switch key {
+		case "frame":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < frames {
+				continue
+			}
+			for ; frames < n; frames++ {
+				if opt.Progress != nil {
+					opt.Progress(start + frames + 1)
+				}
+			}
+		case "progress":
+			// The muxer opens a segment's file only after closing the one
+			// before it.
+			for loopErr == nil && !opt.Whole && fileExists(part(next+1)) {
+				loopErr = report(next, segFrames)
+			}
+		}
+		if loopErr != nil {
+			proc.cmd.Process.Kill()
+			break
+		}
+	}
+	waitErr := proc.wait()
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case loopErr != nil:
+		return res, loopErr
+	case waitErr != nil:
+		return res, fmt.Errorf("%w: %w", errOffsetsFailed, waitErr)
+	case frames == 0 && start == 0:
+		return res, fmt.Errorf("%w: no frame", errOffsetsFailed) // the pipe says why
+	}
+	res.Frames = start + frames
+	for i := next; fileExists(part(i)); i++ {
+		n := min(segFrames, res.Frames-i*segFrames)
+		if opt.Whole || !fileExists(part(i+1)) {
+			n = res.Frames - i*segFrames
+		}
+		if n <= 0 {
+			return res, fmt.Errorf("%w: segment %d holds no frame of %d", errOffsetsFailed, i, res.Frames)
+		}
+		if err := report(i, n); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// mp4Frames is the frame count an MP4's index gives for its video stream.
+func mp4Frames(ctx context.Context, path string) (int, error) {
+	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-protocol_whitelist", "file", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_frames", "-of", "csv=p=0", "file:"+path).Output()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
