@@ -201,17 +201,34 @@ func TestWatermarkEndToEnd(t *testing.T) {
 // TestWorkerKilledDuringWatermark: SIGKILL the worker process while it is
 // watermarking, after it stored a segment. Another worker resumes from the
 // stored segments; the video is published with one registry record and a
-// complete rendition.
+// complete rendition. On camera-like content (the fine grid) the frames
+// pass through the worker, which fingerprints them, and the retry seeks
+// past the stored segments; a slide deck (the block grid) is marked by
+// one ffmpeg process, killed with the worker, and its retry decodes from
+// the start up to the first segment not stored.
 func TestWorkerKilledDuringWatermark(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills worker processes; not in -short")
 	}
-	s := newStack(t, stackOptions{noWorker: true})
-	ctx := context.Background()
 	// 5 minutes at 640x360: several work-sized segments (media.Transcode sizes
 	// them by pixels), long enough to kill mid-pass.
-	clip := testenv.Clip(t, "watermark-durability-640x360-300s.mp4", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
-		"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
+	t.Run("fine grid", func(t *testing.T) {
+		testWorkerKilledDuringWatermark(t, watermark.GridFine, testenv.Clip(t, "watermark-durability-640x360-300s.mp4",
+			"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
+			"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"))
+	})
+	t.Run("block grid", func(t *testing.T) {
+		testWorkerKilledDuringWatermark(t, watermark.GridBlock, testenv.Clip(t, "watermark-durability-slides-640x360-300s.mp4",
+			"-f", "lavfi", "-i", "color=c=0xf4f4f4:s=640x360:r=25:d=300",
+			"-f", "lavfi", "-i", "sine=frequency=330:duration=300",
+			"-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='Lesson 7, page %{eif\\:floor(t/3)+1\\:d}':fontsize=28:fontcolor=0x202020:x=40:y=60",
+			"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"))
+	})
+}
+
+func testWorkerKilledDuringWatermark(t *testing.T, grid watermark.Grid, clip string) {
+	s := newStack(t, stackOptions{noWorker: true})
+	ctx := context.Background()
 	code, body := s.upload(appKey, lessonForm(clip))
 	if code != http.StatusAccepted {
 		t.Fatalf("upload: %d %v", code, body)
@@ -258,7 +275,7 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 	}
 	// The completed attempt says how many segments it took over.
 	iter := s.temporal.GetWorkflowHistory(ctx, workflows.WorkflowID(id), "", false, 0)
-	resumed, seeked := -1, false
+	var done activities.WatermarkResult
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
@@ -268,16 +285,16 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 			for _, p := range a.GetResult().GetPayloads() {
 				var res activities.WatermarkResult
 				if json.Unmarshal(p.GetData(), &res) == nil && res.RenditionKey != "" {
-					resumed, seeked = res.Resumed, res.Seeked
+					done = res
 				}
 			}
 		}
 	}
-	if resumed < 1 || resumed > stored {
-		t.Fatalf("the retry resumed %d segments; %d were stored at the kill", resumed, stored)
+	if done.Resumed < 1 || done.Resumed > stored || done.Grid != grid.String() {
+		t.Fatalf("the retry resumed %d segments on the %s grid; %d were stored at the kill, want the %s grid", done.Resumed, done.Grid, stored, grid)
 	}
-	if !seeked { // the stored segments name the frame after them
-		t.Errorf("the retry decoded the finished segments again instead of seeking past them")
+	if want := grid == watermark.GridFine; done.Seeked != want { // the pipe's stored segments name the frame after them
+		t.Errorf("the retry seeked %t, want %t on the %s grid", done.Seeked, want, grid)
 	}
 	p, _ := s.blobs.(*blob.FS).LocalPath(r.BlobKey)
 	if v, a := testenv.CountPackets(t, p); v != 7500 || a == 0 {
