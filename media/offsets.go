@@ -29,13 +29,16 @@ func withoutOffsets(opt TranscodeOptions) TranscodeOptions {
 
 // encodeOffsets runs the pass in one ffmpeg process. Segments are reported
 // (renamed into place, OnSegment) as soon as the segment muxer has moved
-// past them. A resume (StartSegment > 0) decodes from the start and trims,
-// as the pipe does without a StartSum: there is no frame here to check a
-// seek against.
-func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs VideoStream, enc EncodeOptions) (TranscodeResult, error) {
+// past them. The same process fingerprints every segment's first frame
+// before the offsets (a framehash output of those frames alone), so that
+// segments carry Next as the pipe's do. A resume (StartSegment > 0) with
+// resumeSeek > 0 starts the decoder there and keeps the seek only if the
+// first frame has StartSum's fingerprint (else errSeekMissed, nothing
+// reported); without it, it decodes from the start and trims.
+func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs VideoStream, enc EncodeOptions, resumeSeek float64) (TranscodeResult, error) {
 	segFrames := SegmentFrames(vs, opt.SegmentSeconds)
 	start := opt.StartSegment * segFrames
-	res := TranscodeResult{Stream: vs, SegmentFrames: segFrames, Frames: start}
+	res := TranscodeResult{Stream: vs, SegmentFrames: segFrames, Frames: start, Seeked: resumeSeek > 0}
 	w, h := vs.DecodedSize()
 	if len(opt.LumaOffsets) != w*h {
 		return res, fmt.Errorf("%w: %d luma offsets for %dx%d frames", errOffsetsFailed, len(opt.LumaOffsets), w, h)
@@ -60,15 +63,31 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 
 	// setpts: the frames are numbered from 0, as the pipe's encoder numbers
 	// what it reads. blend repeats its one offsets frame for every frame.
-	graph := "[0:V:0]" + decodeSpec{rate: vs.Rate, startFrame: start}.filter() + ",setpts=PTS-STARTPTS,format=yuv420p[src];" +
-		"[src][1:v]blend=all_mode=grainmerge"
+	spec := decodeSpec{rate: vs.Rate, startFrame: start}
+	if resumeSeek > 0 {
+		spec.startFrame = 0
+	}
+	graph := "[0:V:0]" + spec.filter() + ",setpts=PTS-STARTPTS,format=yuv420p"
+	headsPath := ""
+	if !opt.Whole {
+		headsPath = filepath.Join(opt.WorkDir, filepath.Base(plane.Name())+".heads")
+		defer os.Remove(headsPath)
+		graph += fmt.Sprintf(",split[src][all];[all]select='not(mod(n\\,%d))'[heads];[src]", segFrames)
+	} else {
+		graph += "[src];[src]"
+	}
+	graph += "[1:v]blend=all_mode=grainmerge"
 	if vs.SAR != "" {
 		graph += ",setsar=" + strings.Replace(vs.SAR, ":", "/", 1)
 	}
 	graph += "[v]"
-	args := []string{"-protocol_whitelist", "file", "-i", "file:" + src,
-		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", fmt.Sprintf("%dx%d", w, h), "-i", "file:" + plane.Name(),
-		"-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-map_metadata", "-1", "-map_chapters", "-1"}
+	args := []string{"-protocol_whitelist", "file"}
+	if resumeSeek > 0 {
+		args = append(args, "-ss", strconv.FormatFloat(resumeSeek, 'f', 3, 64))
+	}
+	args = append(args, "-i", "file:"+src,
+		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", fmt.Sprintf("%dx%d", w, h), "-i", "file:"+plane.Name(),
+		"-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-map_metadata", "-1", "-map_chapters", "-1")
 	args = append(args, enc.x264Args()...)
 	part := func(i int) string { return SegmentPath(opt.WorkDir, i) + ".part" }
 	if opt.Whole {
@@ -86,7 +105,12 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 		pattern := strings.ReplaceAll(filepath.Join(opt.WorkDir, "seg-"), "%", "%%") + "%06d.mp4.part"
 		args = append(args, "-an", "-forced-idr", "1", "-force_key_frames", fmt.Sprintf("expr:gte(n,n_forced*%d)", segFrames),
 			"-f", "segment", "-segment_format", "mp4", "-segment_frames", strings.Join(cuts, ","),
-			"-segment_start_number", strconv.Itoa(opt.StartSegment), "-reset_timestamps", "1", "file:"+pattern)
+			"-segment_start_number", strconv.Itoa(opt.StartSegment), "-reset_timestamps", "1", "file:"+pattern,
+			// The heads' SHA-256 is FrameSum's: rawvideo packs the planes
+			// tightly, as y4m does. Flushed per frame, so a segment's Next
+			// is on disk soon after the muxer moves past it.
+			"-map", "[heads]", "-c:v", "rawvideo", "-fps_mode", "passthrough", "-flush_packets", "1",
+			"-f", "framehash", "-hash", "sha256", "file:"+headsPath)
 	}
 	args = append(args, "-progress", "pipe:1")
 	proc, err := startFFmpeg(ctx, args, false, true)
@@ -102,8 +126,30 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 			os.Remove(part(i))
 		}
 	}()
-	report := func(i, frames int) error {
+	// A seeked run's first frame must be the one StartSum names: checked
+	// as soon as its fingerprint is out, before any progress is told.
+	checked := resumeSeek == 0
+	check := func(final bool) error {
+		if checked {
+			return nil
+		}
+		switch heads := readHeads(headsPath); {
+		case len(heads) > 0 && heads[0] == opt.StartSum:
+			checked = true
+		case len(heads) > 0 || final:
+			return errSeekMissed
+		}
+		return nil
+	}
+	report := func(i, frames int, last bool) error {
+		if err := check(true); err != nil {
+			return err
+		}
+		heads := readHeads(headsPath)
 		seg := Segment{Index: i, FirstFrame: i * segFrames, Frames: frames, Path: SegmentPath(opt.WorkDir, i)}
+		if k := i - opt.StartSegment + 1; !last && k < len(heads) {
+			seg.Next = heads[k]
+		}
 		// The cuts follow from forced IDR frames; the count in the file's
 		// index (no scan) confirms them before a retry relies on them.
 		if n, err := mp4Frames(ctx, part(i)); err != nil || n != frames {
@@ -121,27 +167,31 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 		}
 		return nil
 	}
-	frames := 0 // encoded by this run
+	frames, told := 0, 0 // encoded by this run; told to Progress
+	tell := func() {
+		for ; told < frames && checked; told++ {
+			if opt.Progress != nil {
+				opt.Progress(start + told + 1)
+			}
+		}
+	}
 	var loopErr error
 	sc := bufio.NewScanner(proc.stdout)
 	for sc.Scan() {
 		key, val, _ := strings.Cut(sc.Text(), "=")
 		switch key {
 		case "frame":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < frames {
-				continue
-			}
-			for ; frames < n; frames++ {
-				if opt.Progress != nil {
-					opt.Progress(start + frames + 1)
-				}
+			if n, err := strconv.Atoi(val); err == nil && n > frames {
+				frames = n
 			}
 		case "progress":
+			loopErr = check(false)
+			tell()
 			// The muxer opens a segment's file only after closing the one
-			// before it.
-			for loopErr == nil && !opt.Whole && fileExists(part(next+1)) {
-				loopErr = report(next, segFrames)
+			// before it. The next segment's first fingerprint may come a
+			// little later than its file: the segment waits for it.
+			for loopErr == nil && !opt.Whole && fileExists(part(next+1)) && len(readHeads(headsPath)) > next-opt.StartSegment+1 {
+				loopErr = report(next, segFrames, false)
 			}
 		}
 		if loopErr != nil {
@@ -157,19 +207,26 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 		return res, loopErr
 	case waitErr != nil:
 		return res, fmt.Errorf("%w: %w", errOffsetsFailed, waitErr)
+	case frames == 0 && resumeSeek > 0:
+		return res, errSeekMissed // StartSum was taken from a frame there: the seek overshot
 	case frames == 0 && start == 0:
 		return res, fmt.Errorf("%w: no frame", errOffsetsFailed) // the pipe says why
 	}
 	res.Frames = start + frames
+	if err := check(true); err != nil {
+		return res, err
+	}
+	tell()
 	for i := next; fileExists(part(i)); i++ {
 		n := min(segFrames, res.Frames-i*segFrames)
-		if opt.Whole || !fileExists(part(i+1)) {
+		last := opt.Whole || !fileExists(part(i+1))
+		if last {
 			n = res.Frames - i*segFrames
 		}
 		if n <= 0 {
 			return res, fmt.Errorf("%w: segment %d holds no frame of %d", errOffsetsFailed, i, res.Frames)
 		}
-		if err := report(i, n); err != nil {
+		if err := report(i, n, last); err != nil {
 			return res, err
 		}
 	}
@@ -189,4 +246,26 @@ func mp4Frames(ctx context.Context, path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// readHeads reads the FrameSums of a framehash file (complete lines only).
+func readHeads(path string) []string {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var sums []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(strings.TrimSpace(line), ",")
+		if !strings.HasSuffix(line, "\n") || strings.HasPrefix(line, "#") || len(f) != 6 {
+			continue
+		}
+		if h := strings.TrimSpace(f[5]); len(h) == 64 {
+			sums = append(sums, h[:16])
+		}
+	}
+	return sums
 }

@@ -56,11 +56,13 @@ func lumaPSNR(a, b []byte) float64 {
 }
 
 // TestLumaOffsetsMatchPipe: the one-process pass makes the segments the
-// pipe makes with a transform adding the same offsets: the same cuts, and
-// frame for frame the same decoded pictures (x264 gets the same frames
-// with the same settings). Whole passes, segmented ones, a resume from a
-// later segment and a rotated source; offsets of the wrong size fall back
-// to the pipe, with the same result.
+// pipe makes with a transform adding the same offsets: the same cuts, the
+// same fingerprints of the frame after each (Segment.Next), and frame for
+// frame the same decoded pictures (x264 gets the same frames with the same
+// settings). Whole passes, segmented ones, resumes from a later segment
+// (by a seek checked against StartSum, or from the start when the sum is
+// missing or wrong) and a rotated source; offsets of the wrong size fall
+// back to the pipe, with the same result.
 func TestLumaOffsetsMatchPipe(t *testing.T) {
 	clip := lavfiClip(t)
 	rotated := filepath.Join(t.TempDir(), "rotated.mp4")
@@ -68,18 +70,28 @@ func TestLumaOffsetsMatchPipe(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	ctx := context.Background()
+	// The fingerprints a resume checks its seek against.
+	first, err := EncodeSegments(ctx, clip, TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"}, SegmentSeconds: 1, WorkDir: t.TempDir()},
+		func(RawFrame) error { return nil })
+	if err != nil || len(first.Segments) != 4 || first.Segments[1].Next == "" {
+		t.Fatalf("pipe pass: %+v, %v", first, err)
+	}
 	for _, c := range []struct {
-		name  string
-		src   string
-		whole bool
-		start int
-		wrong bool // offsets of another size: the pipe takes over
+		name   string
+		src    string
+		whole  bool
+		start  int
+		sum    string // StartSum
+		seeked bool
+		wrong  bool // offsets of another size: the pipe takes over
 	}{
 		{name: "segments", src: clip},
 		{name: "whole", src: clip, whole: true},
-		{name: "resume", src: clip, start: 2},
+		{name: "resume by seek", src: clip, start: 2, sum: first.Segments[1].Next, seeked: true},
+		{name: "resume without a sum", src: clip, start: 2},
+		{name: "resume with a wrong sum", src: clip, start: 2, sum: "0123456789abcdef"},
 		{name: "rotated", src: rotated},
-		{name: "fallback", src: clip, start: 1, wrong: true},
+		{name: "fallback", src: clip, start: 1, sum: first.Segments[0].Next, seeked: true, wrong: true},
 		{name: "whole fallback", src: clip, whole: true, wrong: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,7 +110,7 @@ func TestLumaOffsetsMatchPipe(t *testing.T) {
 				var reported []Segment
 				var progress []int
 				opt := TranscodeOptions{Encode: EncodeOptions{CRF: 23, Preset: "ultrafast"}, SegmentSeconds: 1,
-					WorkDir: t.TempDir(), StartSegment: c.start, Whole: c.whole, LumaOffsets: offsets,
+					WorkDir: t.TempDir(), StartSegment: c.start, StartSum: c.sum, Whole: c.whole, LumaOffsets: offsets,
 					OnSegment: func(s Segment) error { reported = append(reported, s); return nil },
 					Progress:  func(n int) { progress = append(progress, n) }}
 				res, err := EncodeSegments(ctx, c.src, opt, counting)
@@ -123,6 +135,9 @@ func TestLumaOffsetsMatchPipe(t *testing.T) {
 			case !c.wrong && transformed.Load() != 0:
 				t.Fatalf("the one-process pass handed %d frames to the transform", transformed.Load())
 			}
+			if one.Seeked != c.seeked || pipe.Seeked != c.seeked {
+				t.Fatalf("seeked: one process %t, pipe %t, want %t", one.Seeked, pipe.Seeked, c.seeked)
+			}
 			if one.Frames != pipe.Frames || len(oneSegs) != len(pipeSegs) || len(one.Segments) != len(oneSegs) {
 				t.Fatalf("one process: %d frames, segments %+v; pipe: %d frames, %+v", one.Frames, oneSegs, pipe.Frames, pipeSegs)
 			}
@@ -132,7 +147,7 @@ func TestLumaOffsetsMatchPipe(t *testing.T) {
 			}
 			for i := range pipeSegs {
 				p, o := pipeSegs[i], oneSegs[i]
-				if p.Index != o.Index || p.FirstFrame != o.FirstFrame || p.Frames != o.Frames {
+				if p.Index != o.Index || p.FirstFrame != o.FirstFrame || p.Frames != o.Frames || p.Next != o.Next {
 					t.Fatalf("segment %d: pipe %+v, one process %+v", i, p, o)
 				}
 				pf, of := lumaFrames(t, p.Path), lumaFrames(t, o.Path)

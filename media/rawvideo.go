@@ -781,30 +781,47 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 		return TranscodeResult{}, err
 	}
 	if opt.LumaOffsets != nil && !vs.Still && vs.Rate != "" {
-		done, err := encodeOffsets(ctx, src, opt, vs, enc)
+		var done TranscodeResult
+		err := errSeekMissed
+		if seek, ok := resumeSeek(opt, vs); ok {
+			done, err = encodeOffsets(ctx, src, opt, vs, enc, seek)
+		}
+		if errors.Is(err, errSeekMissed) {
+			done, err = encodeOffsets(ctx, src, opt, vs, enc, 0)
+		}
 		if !errors.Is(err, errOffsetsFailed) {
 			return done, err
 		}
 		// Segments already reported stand: their frames are what the pipe
 		// would have made. The pipe takes over from the next one.
-		opt.StartSegment += len(done.Segments)
-		opt.StartSum = ""
+		if n := len(done.Segments); n > 0 {
+			opt.StartSegment += n
+			opt.StartSum = done.Segments[n-1].Next
+		}
 		res, err := EncodeSegments(ctx, src, withoutOffsets(opt), transform)
 		res.Segments = append(done.Segments, res.Segments...)
 		return res, err
 	}
-	segFrames := SegmentFrames(vs, opt.SegmentSeconds)
-	if start := opt.StartSegment * segFrames; opt.StartSum != "" && start > 0 && vs.ConstantRate && !vs.Still && vs.FPS > 0 {
-		// A quarter frame early: the frame due at the segment's start is
-		// kept even if its timestamp is a little early, and the fps filter
-		// rounds every on-grid timestamp to the slot a decode from the
-		// start gives it.
-		res, err := encodeFrom(ctx, src, opt, vs, enc, workers, transform, (float64(start)-0.25)/vs.FPS)
+	if seek, ok := resumeSeek(opt, vs); ok {
+		res, err := encodeFrom(ctx, src, opt, vs, enc, workers, transform, seek)
 		if !errors.Is(err, errSeekMissed) {
 			return res, err
 		}
 	}
 	return encodeFrom(ctx, src, opt, vs, enc, workers, transform, 0)
+}
+
+// resumeSeek is where a resume's input seek goes, if it may seek: a
+// constant-rate source and a StartSum to check the seek against.
+func resumeSeek(opt TranscodeOptions, vs VideoStream) (float64, bool) {
+	start := opt.StartSegment * SegmentFrames(vs, opt.SegmentSeconds)
+	if opt.StartSum == "" || start <= 0 || !vs.ConstantRate || vs.Still || vs.FPS <= 0 {
+		return 0, false
+	}
+	// A quarter frame early: the frame due at the segment's start is kept
+	// even if its timestamp is a little early, and the fps filter rounds
+	// every on-grid timestamp to the slot a decode from the start gives it.
+	return (float64(start) - 0.25) / vs.FPS, true
 }
 
 // errSeekMissed: a resume's input seek did not land on the frame
