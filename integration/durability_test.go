@@ -2,12 +2,16 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +19,16 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/converter"
+
+	"github.com/lessonflow/lessonflow/activities"
+	"github.com/lessonflow/lessonflow/blob"
+	"github.com/lessonflow/lessonflow/catalog"
 	"github.com/lessonflow/lessonflow/devserver"
 	"github.com/lessonflow/lessonflow/internal/testenv"
+	"github.com/lessonflow/lessonflow/media"
+	"github.com/lessonflow/lessonflow/moderation"
+	"github.com/lessonflow/lessonflow/workflows"
 )
 
 var (
@@ -312,4 +324,203 @@ func TestAdminRetryFailedVideo(t *testing.T) {
 	if code, body := s.post(adminKey, retry, nil); code != http.StatusConflict || errorCode(body) != "not_failed" {
 		t.Fatalf("retry of a published video: %d %v", code, body)
 	}
+}
+
+// TestWorkerKilledAfterSamplingCheckpoint: SIGKILL the worker once a
+// checkpoint of the coarse sampling has reached the Temporal server (in the
+// activity's heartbeat). The next worker resumes after the checkpointed
+// frames: it neither decodes nor stores them again, and the video ends with
+// exactly the frames an uninterrupted run picks, one decision, and no
+// checkpoint objects left.
+func TestWorkerKilledAfterSamplingCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills worker processes; not in -short")
+	}
+	// The policy flags a harmless label (testsrc2 reads as a drawing), so
+	// the run ends at the decision instead of watermarking 20 minutes; with
+	// no dense re-scan, which would sample and classify for another minute.
+	src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "moderation", "policies", "test-block-drawing.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyFile := filepath.Join(t.TempDir(), "block-drawing-no-rescan.yaml")
+	noRescan := regexp.MustCompile(`(?m)^(\s*rescan:) [0-9.]+$`).ReplaceAll(src, []byte("$1 0"))
+	if err := os.WriteFile(policyFile, noRescan, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{noWorker: true})
+	ctx := context.Background()
+	// 20 minutes at 640x360 (the 5-minute durability clip four times,
+	// stream-copied): the coarse pass decodes for about half a minute, past
+	// the first checkpoint (10 s) and its heartbeat (sent every 16 s).
+	base := testenv.Clip(t, "watermark-durability-640x360-300s.mp4",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
+		"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
+	clip := testenv.Clip(t, "sample-resume-640x360-1200s.mp4", "-stream_loop", "3", "-i", base, "-c", "copy")
+
+	// What an uninterrupted run picks, computed beside the pipeline.
+	policy, err := moderation.LoadPolicy(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range policy.Signals {
+		if sig.Rescan != 0 {
+			t.Fatalf("signal %s still re-scans at %v", sig.Name, sig.Rescan)
+		}
+	}
+	type pick struct {
+		PTSMS int64
+		Scene bool
+		Sum   string
+	}
+	type picked struct {
+		picks []pick
+		err   error
+	}
+	want := make(chan picked, 2)
+	sctx, stop := context.WithCancel(ctx)
+	t.Cleanup(func() { stop(); <-want })
+	go func() {
+		var r picked
+		info, err := media.Probe(sctx, clip, media.DefaultLimits)
+		if err == nil {
+			err = media.SampleFrames(sctx, clip, info, policy.Sampling, func(f media.Frame) error {
+				h := sha256.Sum256(f.JPEG)
+				r.picks = append(r.picks, pick{f.PTSMS, f.Scene, hex.EncodeToString(h[:])})
+				return nil
+			})
+		}
+		r.err = err
+		want <- r
+		want <- r // one for the comparison, one for the cleanup
+	}()
+
+	code, body := s.upload(appKey, lessonForm(clip))
+	if code != http.StatusAccepted {
+		t.Fatalf("upload: %d %v", code, body)
+	}
+	id := body["id"].(string)
+	w := s.startWorkerProcess(t, 1, "LESSONFLOW_POLICY="+policyFile)
+	s.waitStageRunning(t, id, activities.StageSample, 3*time.Minute)
+
+	// Wait for a checkpoint in the pending activity's heartbeat.
+	var cp struct {
+		Resume media.SampleResume `json:"resume"`
+		Key    string             `json:"key"`
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for cp.Key == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no sampling checkpoint reached the server: %s", s.describePipeline(id))
+		}
+		time.Sleep(100 * time.Millisecond)
+		d, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range d.GetPendingActivities() {
+			if a.GetActivityType().GetName() == "SampleFrames" && a.GetHeartbeatDetails() != nil {
+				_ = converter.GetDefaultDataConverter().FromPayloads(a.GetHeartbeatDetails(), &cp)
+			}
+		}
+	}
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Wait()
+	killed := time.Now()
+	if st := sampleStage(t, s, id); st.State != "running" {
+		t.Fatalf("sampling had finished before the kill (%+v): the clip is too short", st)
+	}
+	t.Logf("worker killed during sampling; the server held a checkpoint after %d frames (%d ms)", cp.Resume.Next, cp.Resume.LastPTSMS)
+
+	s.startWorkerProcess(t, 2, "LESSONFLOW_POLICY="+policyFile)
+	v := s.waitState(id, 5*time.Minute)
+	// Coarse frames alone put testsrc2 up for review under this policy.
+	if v["state"] != "needs_review" && v["state"] != "blocked" {
+		t.Fatalf("state %v, want a decision of the drawing policy: %v", v["state"], v["error"])
+	}
+	if vd, err := s.catalog.GetVideo(ctx, id); err == nil {
+		for _, st := range vd.Stages {
+			if st.StartedAt != nil && st.FinishedAt != nil {
+				t.Logf("stage %s: %s in %s, %d attempts", st.Name, st.State, st.FinishedAt.Sub(*st.StartedAt).Round(time.Second), st.Attempts)
+			}
+		}
+	}
+	if st := sampleStage(t, s, id); st.Attempts < 2 {
+		t.Fatalf("sample stage %+v: the kill should have forced a retry", st)
+	}
+	if ds, err := s.catalog.Decisions(ctx, id); err != nil || len(ds) != 1 {
+		t.Fatalf("want exactly one decision record, have %d (%v)", len(ds), err)
+	}
+	if left := s.blobKeys("frames/" + id + "/coarse.resume/"); len(left) != 0 {
+		t.Errorf("checkpoints left: %v", left)
+	}
+
+	// The stored manifest, frame by frame: the checkpointed frames were
+	// written before the kill and never again; the rest after it.
+	var m struct {
+		Frames []struct {
+			Index  int    `json:"index"`
+			PTSMS  int64  `json:"pts_ms"`
+			Scene  bool   `json:"scene"`
+			Key    string `json:"key"`
+			SHA256 string `json:"sha256"`
+		} `json:"frames"`
+	}
+	raw, err := blob.GetBytes(ctx, s.blobs, "frames/"+id+"/coarse.json", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.blobKeys("frames/" + id + "/coarse/")); n != len(m.Frames) {
+		t.Errorf("%d frame objects for %d frames in the manifest", n, len(m.Frames))
+	}
+	fs := s.blobs.(*blob.FS)
+	for i, f := range m.Frames {
+		p, err := fs.LocalPath(f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before := st.ModTime().Before(killed); before != (i < cp.Resume.Next) {
+			t.Fatalf("frame %d (checkpoint after %d) written at %s, the kill at %s: the retry did not resume at the checkpoint",
+				i, cp.Resume.Next, st.ModTime().Format(time.StampMicro), killed.Format(time.StampMicro))
+		}
+	}
+	r := <-want
+	if r.err != nil {
+		t.Fatalf("uninterrupted sampling: %v", r.err)
+	}
+	picks := r.picks
+	if len(picks) != len(m.Frames) {
+		t.Fatalf("resumed run stored %d frames, an uninterrupted run picks %d", len(m.Frames), len(picks))
+	}
+	for i, p := range picks {
+		f := m.Frames[i]
+		if f.Index != i || f.PTSMS != p.PTSMS || f.Scene != p.Scene || f.SHA256 != p.Sum {
+			t.Fatalf("frame %d: stored %+v, an uninterrupted run picks %+v", i, f, p)
+		}
+	}
+	t.Logf("%d frames, %d from before the kill, identical to an uninterrupted run", len(picks), cp.Resume.Next)
+}
+
+func sampleStage(t *testing.T, s *stack, id string) catalog.Stage {
+	t.Helper()
+	v, err := s.catalog.GetVideo(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range v.Stages {
+		if st.Name == activities.StageSample {
+			return st
+		}
+	}
+	t.Fatalf("video %s has no %s stage", id, activities.StageSample)
+	return catalog.Stage{}
 }
