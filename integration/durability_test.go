@@ -353,10 +353,7 @@ func TestWorkerKilledAfterSamplingCheckpoint(t *testing.T) {
 	// 20 minutes at 640x360 (the 5-minute durability clip four times,
 	// stream-copied): the coarse pass decodes for about half a minute, past
 	// the first checkpoint (10 s) and its heartbeat (sent every 16 s).
-	base := testenv.Clip(t, "watermark-durability-640x360-300s.mp4",
-		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
-		"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
-	clip := testenv.Clip(t, "sample-resume-640x360-1200s.mp4", "-stream_loop", "3", "-i", base, "-c", "copy")
+	clip := testenv.Clip(t, "sample-resume-640x360-1200s.mp4", "-stream_loop", "3", "-i", fiveMinuteClip(t), "-c", "copy")
 
 	// What an uninterrupted run picks, computed beside the pipeline.
 	policy, err := moderation.LoadPolicy(policyFile)

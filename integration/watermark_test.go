@@ -212,9 +212,7 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 	// 5 minutes at 640x360: several work-sized segments (media.Transcode sizes
 	// them by pixels), long enough to kill mid-pass.
 	t.Run("fine grid", func(t *testing.T) {
-		testWorkerKilledDuringWatermark(t, watermark.GridFine, testenv.Clip(t, "watermark-durability-640x360-300s.mp4",
-			"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
-			"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"))
+		testWorkerKilledDuringWatermark(t, watermark.GridFine, fiveMinuteClip(t))
 	})
 	t.Run("block grid", func(t *testing.T) {
 		testWorkerKilledDuringWatermark(t, watermark.GridBlock, testenv.Clip(t, "watermark-durability-slides-640x360-300s.mp4",
@@ -223,6 +221,13 @@ func TestWorkerKilledDuringWatermark(t *testing.T) {
 			"-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text='Lesson 7, page %{eif\\:floor(t/3)+1\\:d}':fontsize=28:fontcolor=0x202020:x=40:y=60",
 			"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"))
 	})
+}
+
+// fiveMinuteClip is 5 minutes of testsrc2 at 640x360 and 25 fps, with audio.
+func fiveMinuteClip(t *testing.T) string {
+	return testenv.Clip(t, "watermark-durability-640x360-300s.mp4",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
+		"-f", "lavfi", "-i", "sine=frequency=330:duration=300", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest")
 }
 
 func testWorkerKilledDuringWatermark(t *testing.T, grid watermark.Grid, clip string) {
