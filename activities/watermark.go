@@ -219,7 +219,13 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	whole := media.FitsOneSegment(vs, segFrames)
 	// Everything that shapes the segments' bytes; a retry under another plan
 	// (settings changed meanwhile) starts over.
-	planSum := sha256.Sum256(fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t|grid=%s|mark=%d", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole, grid, watermark.MarkVersion))
+	planIn := fmt.Appendf(nil, "v1|%s|%s|%d|%s|%d|%s|%dx%d|whole=%t|grid=%s|mark=%d", payload, rec.KeyID, enc.CRF, enc.Preset, segFrames, vs.Rate, vs.Width, vs.Height, whole, grid, watermark.MarkVersion)
+	// Only a tagged source's plan names its colour tags, so the plans of
+	// untagged ones kept their hash when renditions began to carry tags.
+	if c := vs.Colour; c != (media.Colour{}) {
+		planIn = fmt.Appendf(planIn, "|colour=%s/%s/%s", c.Matrix, c.Primaries, c.Transfer)
+	}
+	planSum := sha256.Sum256(planIn)
 	plan := hex.EncodeToString(planSum[:8])
 	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
 

@@ -88,7 +88,7 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 	args = append(args, "-i", "file:"+src,
 		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", fmt.Sprintf("%dx%d", w, h), "-i", "file:"+plane.Name(),
 		"-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-map_metadata", "-1", "-map_chapters", "-1")
-	args = append(args, enc.x264Args()...)
+	args = append(append(args, enc.x264Args()...), vs.colourArgs()...)
 	part := func(i int) string { return SegmentPath(opt.WorkDir, i) + ".part" }
 	if opt.Whole {
 		args = append(append(args, audioMap(vs, 0)...), "-movflags", "+faststart", "-f", "mp4", "file:"+part(0))

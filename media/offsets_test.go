@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -208,5 +209,50 @@ func TestLumaOffsetsStops(t *testing.T) {
 	cancel()
 	if _, err := EncodeSegments(ctx, src, TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"}, WorkDir: t.TempDir(), LumaOffsets: off}, add); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// TestRenditionKeepsColour: both passes tag the rendition with the source's
+// colour description (the y4m pipe does not carry it) and limited range (a
+// full-range source is converted on decode); an untagged source stays
+// untagged.
+func TestRenditionKeepsColour(t *testing.T) {
+	ctx := context.Background()
+	const tags = "stream=color_range,color_space,color_primaries,color_transfer"
+	clip := func(name string, args ...string) string {
+		return testenv.Clip(t, name, append([]string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2"},
+			append(args, "-c:v", "libx264", "-preset", "ultrafast")...)...)
+	}
+	// want is in ffprobe's order: range|matrix|transfer|primaries.
+	for _, c := range []struct{ name, src, want string }{
+		// SD tagged BT.709, as a downscaled screen recording is: untagged,
+		// a player would read it as BT.601.
+		{"bt709", clip("colour-bt709-320x240.mp4", "-pix_fmt", "yuv420p",
+			"-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"),
+			"tv|bt709|bt709|bt709"},
+		{"full range bt601", clip("colour-full-bt601-320x240.mp4", "-vf", "scale=out_range=full,format=yuvj420p",
+			"-colorspace", "bt470bg", "-color_primaries", "bt470bg", "-color_trc", "smpte170m", "-color_range", "pc"),
+			"tv|bt470bg|smpte170m|bt470bg"},
+		{"untagged", clip("colour-untagged-320x240.mp4", "-pix_fmt", "yuv420p"), "unknown|unknown|unknown|unknown"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vs, err := ProbeStream(ctx, c.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off, add := offsetsFor(vs.Width, vs.Height, 5)
+			for _, offsets := range [][]byte{nil, off} {
+				res, err := EncodeSegments(ctx, c.src, TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"},
+					WorkDir: t.TempDir(), Whole: true, LumaOffsets: offsets}, add)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err := runCmd("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", tags,
+					"-of", "compact=p=0:nk=1", res.Segments[0].Path)
+				if got := strings.TrimSpace(out); err != nil || got != c.want {
+					t.Fatalf("one process %t: rendition tags %q (%v), want %q", offsets != nil, got, err, c.want)
+				}
+			}
+		})
 	}
 }

@@ -184,7 +184,11 @@ type probeStream struct {
 	Duration     flex   `json:"duration"`
 	BitRate      flex   `json:"bit_rate"`
 	NbFrames     flex   `json:"nb_frames"`
-	Disposition  struct {
+	// Colour description, as ffprobe names it ("unknown" when untagged).
+	ColorSpace     string `json:"color_space"`
+	ColorPrimaries string `json:"color_primaries"`
+	ColorTransfer  string `json:"color_transfer"`
+	Disposition    struct {
 		AttachedPic flex `json:"attached_pic"`
 		StillImage  flex `json:"still_image"`
 	} `json:"disposition"`

@@ -72,6 +72,62 @@ type VideoStream struct {
 	ConstantRate bool `json:"constant_rate,omitempty"`
 	// Rotated: a ±90° display rotation, which the decoder applies.
 	Rotated bool `json:"rotated,omitempty"`
+	// Colour is the source's colour description, which the rendition
+	// keeps: the y4m pipe does not carry it, and players guess (BT.601
+	// below 720p) for an untagged stream.
+	Colour Colour `json:"colour,omitzero"`
+}
+
+// Colour is a stream's colour description in ffmpeg's names; "" is
+// untagged. Only names ffmpeg's encoder options accept are kept.
+type Colour struct {
+	Matrix    string `json:"matrix,omitempty"`    // -colorspace
+	Primaries string `json:"primaries,omitempty"` // -color_primaries
+	Transfer  string `json:"transfer,omitempty"`  // -color_trc
+}
+
+// colourNames are the tags a rendition keeps; others (rare, or spelled
+// differently by ffprobe and the encoder's options) are dropped.
+var colourNames = struct{ matrix, primaries, transfer map[string]bool }{
+	matrix: setOf("bt709", "bt470bg", "smpte170m", "smpte240m", "fcc", "bt2020nc", "bt2020c", "ycgco"),
+	primaries: setOf("bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "film", "bt2020",
+		"smpte428", "smpte431", "smpte432"),
+	transfer: setOf("bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "linear",
+		"iec61966-2-1", "iec61966-2-4", "bt2020-10", "bt2020-12", "smpte2084", "arib-std-b67"),
+}
+
+func setOf(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+func colourOf(s *probeStream) Colour {
+	keep := func(set map[string]bool, name string) string {
+		if set[name] {
+			return name
+		}
+		return ""
+	}
+	return Colour{Matrix: keep(colourNames.matrix, s.ColorSpace),
+		Primaries: keep(colourNames.primaries, s.ColorPrimaries),
+		Transfer:  keep(colourNames.transfer, s.ColorTransfer)}
+}
+
+// colourArgs tag a rendition encoded from vs's decoded frames: limited
+// range (the decoder converts full-range sources) and vs's description.
+func (vs VideoStream) colourArgs() []string {
+	args := []string{"-color_range", "tv"}
+	for _, t := range []struct{ opt, name string }{
+		{"-colorspace", vs.Colour.Matrix}, {"-color_primaries", vs.Colour.Primaries}, {"-color_trc", vs.Colour.Transfer},
+	} {
+		if t.name != "" {
+			args = append(args, t.opt, t.name)
+		}
+	}
+	return args
 }
 
 // DecodedSize is the size of the frames the raw pipeline decodes from vs:
@@ -109,7 +165,7 @@ func ProbeStream(ctx context.Context, path string) (VideoStream, error) {
 	input := "file:" + path
 	cmd := exec.CommandContext(ctx, "ffprobe", "-hide_banner", "-v", "error",
 		"-protocol_whitelist", "file", "-print_format", "json",
-		"-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,sample_aspect_ratio,nb_frames,duration:stream_disposition=attached_pic,still_image:stream_tags=rotate:stream_side_data=rotation:format=duration,format_name",
+		"-show_entries", "stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,sample_aspect_ratio,nb_frames,duration,color_space,color_primaries,color_transfer:stream_disposition=attached_pic,still_image:stream_tags=rotate:stream_side_data=rotation:format=duration,format_name",
 		input)
 	stdout := &capWriter{max: maxProbeJSON + 1}
 	stderr := &capWriter{max: 64 << 10}
@@ -157,6 +213,7 @@ func parseRawProbe(data []byte) (VideoStream, error) {
 			found = true
 			vs.Width, vs.Height = int(w), int(h)
 			vs.Rotated = rotated(&s.probeStream)
+			vs.Colour = colourOf(&s.probeStream)
 			vs.Rate, vs.FPS = chooseRate(s.RFrameRate, s.AvgFrameRate)
 			vs.ConstantRate = vs.Rate == s.RFrameRate && ratesAgree(s.RFrameRate, s.AvgFrameRate)
 			vs.Still = isImage(p.Format.FormatName, &s.probeStream, p.Format.Duration)
@@ -1099,6 +1156,7 @@ func (p *pipeline) startSegment(index int) error {
 	}
 	args := append([]string{"-f", "yuv4mpegpipe", "-i", "pipe:0"}, ain...)
 	args = append(append(args, "-map", "0:v"), p.enc.x264Args()...)
+	args = append(args, p.vs.colourArgs()...)
 	var vf []string
 	if p.opt.EncodeCenter { // sized from the frames as decoded (after any rotation)
 		vf = append(vf, "crop=w=trunc(iw/32)*16:h=trunc(ih/32)*16:x=trunc((iw-ow)/32)*16:y=trunc((ih-oh)/32)*16")

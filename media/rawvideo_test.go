@@ -703,6 +703,28 @@ func TestChooseRate(t *testing.T) {
 	}
 }
 
+// TestColourTags: only colour names the encoder's options accept reach its
+// command line; the rest leave the rendition untagged in that respect.
+func TestColourTags(t *testing.T) {
+	vs, err := parseRawProbe([]byte(`{"streams":[{"codec_type":"video","width":64,"height":64,"r_frame_rate":"25/1",
+		"avg_frame_rate":"25/1","color_space":"unknown","color_primaries":"jedec-p22","color_transfer":"bt709"}],
+		"format":{"format_name":"mov,mp4,m4a,3gp,3g2,mj2","duration":"2"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs.Colour != (Colour{Transfer: "bt709"}) {
+		t.Fatalf("colour %+v, want only the transfer", vs.Colour)
+	}
+	if got := strings.Join(vs.colourArgs(), " "); got != "-color_range tv -color_trc bt709" {
+		t.Fatalf("encoder arguments %q", got)
+	}
+	for _, evil := range []string{"bt709 -y", "-i", "bt709,drawtext", ""} {
+		if c := colourOf(&probeStream{ColorSpace: evil, ColorPrimaries: evil, ColorTransfer: evil}); c != (Colour{}) {
+			t.Errorf("%q kept: %+v", evil, c)
+		}
+	}
+}
+
 func TestEncodeOptionsValidate(t *testing.T) {
 	if err := (EncodeOptions{}).WithDefaults().Validate(); err != nil {
 		t.Fatal(err)
