@@ -73,8 +73,8 @@ type VideoStream struct {
 	// Rotated: a ±90° display rotation, which the decoder applies.
 	Rotated bool `json:"rotated,omitempty"`
 	// Colour is the source's colour description, which the rendition
-	// keeps: the y4m pipe does not carry it, and players guess (BT.601
-	// below 720p) for an untagged stream.
+	// keeps: the y4m pipe does not carry it, and players guess the matrix
+	// of an untagged stream (often BT.601 below 720p).
 	Colour Colour `json:"colour,omitzero"`
 }
 
