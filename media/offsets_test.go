@@ -62,14 +62,18 @@ func lumaPSNR(a, b []byte) float64 {
 // frame the same decoded pictures (x264 gets the same frames with the same
 // settings). Whole passes, segmented ones, resumes from a later segment
 // (by a seek checked against StartSum, or from the start when the sum is
-// missing or wrong) and a rotated source; offsets of the wrong size fall
-// back to the pipe, with the same result.
+// missing or wrong), a rotated source and a full-range one; offsets of the
+// wrong size fall back to the pipe, with the same result.
 func TestLumaOffsetsMatchPipe(t *testing.T) {
 	clip := lavfiClip(t)
 	rotated := filepath.Join(t.TempDir(), "rotated.mp4")
 	if out, err := runCmd("ffmpeg", "-nostdin", "-v", "error", "-y", "-i", clip, "-c", "copy", "-metadata:s:v", "rotate=90", rotated); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
+	// Full range (yuvj420p): the blend must see the frames the pipe's
+	// decoder hands Go, converted to limited range, not the plane converted.
+	fullRange := testenv.Clip(t, "raw-testsrc2-320x240-25-4s-full-range.mp4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+		"-vf", "scale=out_range=full,format=yuvj420p", "-c:v", "libx264", "-preset", "ultrafast", "-color_range", "pc")
 	ctx := context.Background()
 	// The fingerprints a resume checks its seek against.
 	first, err := EncodeSegments(ctx, clip, TranscodeOptions{Encode: EncodeOptions{Preset: "ultrafast"}, SegmentSeconds: 1, WorkDir: t.TempDir()},
@@ -92,6 +96,7 @@ func TestLumaOffsetsMatchPipe(t *testing.T) {
 		{name: "resume without a sum", src: clip, start: 2},
 		{name: "resume with a wrong sum", src: clip, start: 2, sum: "0123456789abcdef"},
 		{name: "rotated", src: rotated},
+		{name: "full range", src: fullRange},
 		{name: "fallback", src: clip, start: 1, sum: first.Segments[0].Next, seeked: true, wrong: true},
 		{name: "whole fallback", src: clip, whole: true, wrong: true},
 	} {
