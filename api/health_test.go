@@ -66,3 +66,35 @@ func mustRequest(t *testing.T, url string) *http.Request {
 	}
 	return req
 }
+
+// /metrics answers a Prometheus server's key (role metrics) and admins;
+// anyone else gets the API's 401 or 403, and a metrics key opens nothing
+// but /metrics.
+func TestMetricsNeedsKey(t *testing.T) {
+	const metricsKey, appKey, adminKey = "metrics-key-0123456789", "app-key-0123456789ab", "admin-key-0123456789"
+	srv := startServer(t, &Server{Catalog: testCatalog(t), Blobs: newFS(t),
+		Keys: map[string]string{metricsKey: RoleMetrics, appKey: RoleApp, adminKey: RoleAdmin}})
+	for _, tc := range []struct {
+		key, path string
+		code      int
+	}{
+		{"", "/metrics", http.StatusUnauthorized},
+		{"not-a-key-0123456789", "/metrics", http.StatusUnauthorized},
+		{appKey, "/metrics", http.StatusForbidden},
+		{metricsKey, "/metrics", http.StatusOK},
+		{adminKey, "/metrics", http.StatusOK},
+		{metricsKey, "/v1/videos", http.StatusForbidden},
+	} {
+		resp, b := send(t, tc.key, mustRequest(t, srv.URL+tc.path))
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s with key %.6q: %d %s, want %d", tc.path, tc.key, resp.StatusCode, b, tc.code)
+			continue
+		}
+		switch {
+		case tc.code == http.StatusOK && !strings.Contains(string(b), "# TYPE lessonflow_http_requests_total counter"):
+			t.Errorf("GET %s: no Prometheus exposition: %.200s", tc.path, b)
+		case tc.code != http.StatusOK && !strings.Contains(string(b), `"error"`):
+			t.Errorf("GET %s: %d without the API's error body: %s", tc.path, resp.StatusCode, b)
+		}
+	}
+}

@@ -32,6 +32,8 @@ const (
 	RoleApp      = "app"
 	RoleReviewer = "reviewer"
 	RoleAdmin    = "admin"
+	// RoleMetrics may only scrape /metrics (a Prometheus server's key).
+	RoleMetrics = "metrics"
 )
 
 // Server is the API. Its zero value is not usable: fill every field.
@@ -108,7 +110,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/admin/rechecks/{id}/results", []string{RoleAdmin}, s.listRecheckResults},
 		{"GET", "/v1/review/evidence/{token}", nil, s.getEvidence},
 		{"GET", "/healthz", nil, s.health},
-		{"GET", "/metrics", nil, promhttp.Handler().ServeHTTP},
+		{"GET", "/metrics", []string{RoleMetrics}, promhttp.Handler().ServeHTTP},
 		{"GET", "/openapi.json", nil, serveOpenAPI},
 	}
 }

@@ -58,7 +58,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_TOOLS_DIR", ".tools", "ONNX Runtime, verified models and Temporal CLI installed by `make setup`"},
 	{"LESSONFLOW_MODELS_DIR", "../shared/models", "where `make setup` copies the model files from (checked against models/manifests)"},
 	{"LESSONFLOW_HTTP_ADDR", "127.0.0.1:8080", "API listen address"},
-	{"LESSONFLOW_API_KEYS", "(dev: generated)", "`token=role[:name],...` with roles app, reviewer, admin; a name makes the token an account's (reviewers)"},
+	{"LESSONFLOW_API_KEYS", "(dev: generated)", "`token=role[:name],...` with roles app, reviewer, admin, metrics (a Prometheus scraper); a name makes the token an account's (reviewers)"},
 	{"LESSONFLOW_POLICY", "default", "moderation policy: a built-in name (moderation/policies) or a YAML file"},
 	{"TEMPORAL_ADDRESS", "(dev: starts one)", "Temporal frontend host:port; `dev` starts a dev server when unset"},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace"},
@@ -200,9 +200,9 @@ func ParseAPIKeys(s string) (APIKeys, error) {
 		}
 		role, name, named := strings.Cut(role, ":")
 		switch role {
-		case "app", "reviewer", "admin":
+		case "app", "reviewer", "admin", "metrics":
 		default:
-			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: unknown role %q (want app, reviewer or admin)", role)
+			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: unknown role %q (want app, reviewer, admin or metrics)", role)
 		}
 		if len(tok) < 16 {
 			return APIKeys{}, fmt.Errorf("LESSONFLOW_API_KEYS: token %s is shorter than 16 characters", redact(tok))

@@ -39,8 +39,8 @@ func TestFromEnvDefaultsAndErrors(t *testing.T) {
 }
 
 func TestParseAPIKeys(t *testing.T) {
-	keys, err := ParseAPIKeys("aaaaaaaaaaaaaaaa=app, bbbbbbbbbbbbbbbb=admin, cccccccccccccccc=reviewer:alice, dddddddddddddddd=reviewer:alice")
-	if err != nil || keys.Roles["aaaaaaaaaaaaaaaa"] != "app" || keys.Roles["bbbbbbbbbbbbbbbb"] != "admin" ||
+	keys, err := ParseAPIKeys("aaaaaaaaaaaaaaaa=app, bbbbbbbbbbbbbbbb=admin, cccccccccccccccc=reviewer:alice, dddddddddddddddd=reviewer:alice, eeeeeeeeeeeeeeee=metrics")
+	if err != nil || keys.Roles["aaaaaaaaaaaaaaaa"] != "app" || keys.Roles["bbbbbbbbbbbbbbbb"] != "admin" || keys.Roles["eeeeeeeeeeeeeeee"] != "metrics" ||
 		keys.Roles["cccccccccccccccc"] != "reviewer" || keys.Names["cccccccccccccccc"] != "alice" || keys.Names["dddddddddddddddd"] != "alice" {
 		t.Fatalf("%v %v", keys, err)
 	}
