@@ -117,14 +117,7 @@ func (s *Server) routes() []route {
 
 // Handler returns the API's routes behind auth, metrics and panic recovery.
 func (s *Server) Handler() http.Handler {
-	s.keyHashes = make(map[[32]byte]string, len(s.Keys))
-	for tok, role := range s.Keys {
-		s.keyHashes[sha256.Sum256([]byte(tok))] = role
-	}
-	s.nameHashes = make(map[[32]byte]string, len(s.Names))
-	for tok, name := range s.Names {
-		s.nameHashes[sha256.Sum256([]byte(tok))] = name
-	}
+	s.hashKeys()
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
@@ -138,6 +131,26 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	})
 	return s.recover(mux)
+}
+
+func (s *Server) hashKeys() {
+	s.keyHashes = make(map[[32]byte]string, len(s.Keys))
+	for tok, role := range s.Keys {
+		s.keyHashes[sha256.Sum256([]byte(tok))] = role
+	}
+	s.nameHashes = make(map[[32]byte]string, len(s.Names))
+	for tok, name := range s.Names {
+		s.nameHashes[sha256.Sum256([]byte(tok))] = name
+	}
+}
+
+// MetricsHandler serves the process's Prometheus metrics to a metrics or
+// admin key of keys (token -> role), answering others as the API's
+// /metrics does: the worker's own endpoint, scraped with the same key.
+func MetricsHandler(keys map[string]string) http.Handler {
+	s := &Server{Keys: keys}
+	s.hashKeys()
+	return s.authorize([]string{RoleMetrics}, promhttp.Handler().ServeHTTP)
 }
 
 // authorize checks the bearer token's role. Tokens are compared by hash so

@@ -70,7 +70,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_ORT_THREADS", "1", "ONNX Runtime intra-op threads per session"},
 	{"LESSONFLOW_CLASSIFY_BATCH", "8", "frames per model run"},
 	{"LESSONFLOW_WORKER_CONCURRENCY", "2", "activities a worker runs at once"},
-	{"LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464", "`worker` command's Prometheus /metrics address"},
+	{"LESSONFLOW_METRICS_ADDR", "127.0.0.1:9464", "`worker` command's Prometheus /metrics address (with LESSONFLOW_API_KEYS set, it wants a metrics or admin key)"},
 	{"LESSONFLOW_TEMPORAL_UI_PORT", "8233", "dev server Web UI port"},
 	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
 	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},

@@ -354,14 +354,43 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	defer c.Close()
+	metrics, err := workerMetrics(cfg)
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /metrics", metrics)
 	go func() {
 		if err := serveHTTP(ctx, cfg.MetricsAddr, mux); err != nil {
 			slog.Warn("worker metrics endpoint", "addr", cfg.MetricsAddr, "error", err)
 		}
 	}()
 	return runWorkerLoop(ctx, cfg, c, st)
+}
+
+// workerMetrics is the worker's /metrics handler: behind the API's metrics
+// and admin keys when LESSONFLOW_API_KEYS is set (one scrape credential for
+// every process), else open, which only a loopback address keeps private.
+func workerMetrics(cfg config.Config) (http.Handler, error) {
+	if cfg.APIKeys == "" {
+		if host, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil || !isLoopback(host) {
+			slog.Warn("the worker's /metrics has no credentials (LESSONFLOW_API_KEYS is not set) and listens beyond loopback", "addr", cfg.MetricsAddr)
+		}
+		return promhttp.Handler(), nil
+	}
+	keys, err := config.ParseAPIKeys(cfg.APIKeys)
+	if err != nil {
+		return nil, err
+	}
+	return api.MetricsHandler(keys.Roles), nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func runDev(ctx context.Context, args []string) error {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -86,5 +88,34 @@ func TestOpenSourceCache(t *testing.T) {
 	cfg.SourceCacheBytes = 0
 	if _, err := openSourceCache(cfg, blob.Store(nil)); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_SOURCE_CACHE_BYTES") {
 		t.Fatalf("zero budget: %v", err)
+	}
+}
+
+// TestWorkerMetrics: with API keys configured the worker's /metrics wants a
+// metrics or admin key, as the API's does; without, it is open.
+func TestWorkerMetrics(t *testing.T) {
+	const metricsKey, appKey = "metrics-key-0123456789", "app-key-0123456789ab"
+	get := func(h http.Handler, key string) int {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	h, err := workerMetrics(config.Config{APIKeys: metricsKey + "=metrics," + appKey + "=app", MetricsAddr: "0.0.0.0:9464"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, c := get(h, ""), get(h, appKey), get(h, metricsKey); a != http.StatusUnauthorized || b != http.StatusForbidden || c != http.StatusOK {
+		t.Fatalf("with keys: no key %d, app key %d, metrics key %d; want 401, 403, 200", a, b, c)
+	}
+	open, err := workerMetrics(config.Config{MetricsAddr: "127.0.0.1:9464"})
+	if err != nil || get(open, "") != http.StatusOK {
+		t.Fatalf("without keys: %v", err)
+	}
+	if _, err := workerMetrics(config.Config{APIKeys: "short=metrics"}); err == nil {
+		t.Fatal("a bad LESSONFLOW_API_KEYS was accepted")
 	}
 }
