@@ -43,5 +43,7 @@ func Register(r sdkworker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.Review, workflow.RegisterOptions{Name: workflows.ReviewWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Recheck, workflow.RegisterOptions{Name: workflows.RecheckWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Reembed, workflow.RegisterOptions{Name: workflows.ReembedWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Backfill, workflow.RegisterOptions{Name: workflows.BackfillWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Publish, workflow.RegisterOptions{Name: workflows.PublishWorkflowName})
 	r.RegisterActivity(acts)
 }

@@ -21,6 +21,7 @@ Usage:
   lessonflow status ID                      a video's state, stages and decision
   lessonflow watermark embed --payload HEX16 [--crf N] [--preset P] [--grid auto|fine|block] IN OUT
   lessonflow watermark detect [--json] FILE trace a leaked copy (a video or an image) to its video
+  lessonflow backfill [--min-age D] [--json] watermark, index and publish videos left approved from before those stages (a workflow)
   lessonflow reembed [flags]                fill the LESSONFLOW_EMBED_MODEL collection with every published video (a workflow)
   lessonflow eval-recs [--lessons N ...]    offline evaluation of recommendations on generated users (recall, NDCG, coverage)
   lessonflow bench-recs [--lessons N ...]   recommendation latency, throughput and recall at 100K lessons through the HTTP API
@@ -53,6 +54,8 @@ func main() {
 		err = runWatermark(ctx, args)
 	case "reembed":
 		err = runReembed(ctx, args)
+	case "backfill":
+		err = runBackfill(ctx, args)
 	case "eval-recs":
 		err = runEvalRecs(ctx, args)
 	case "bench-recs":
