@@ -26,14 +26,22 @@ type BackfillVideo struct {
 	Media   media.Info `json:"media"`
 }
 
+// RunningVideo is an approved video with a stage marked running: another
+// run may be publishing it, unless the mark outlived any attempt (the
+// workflow knows the timeouts and decides).
+type RunningVideo struct {
+	BackfillVideo
+	Stage     string    `json:"stage"`
+	StartedAt time.Time `json:"started_at"` // the latest start of a running stage
+}
+
 // BackfillPage is one page of approved videos, sorted into those the
-// back-fill may publish and those it must leave alone.
+// back-fill may publish and those it must leave alone or look at again.
 type BackfillPage struct {
-	Videos []BackfillVideo `json:"videos"`
-	// Busy: a stage is running (another run is publishing it); Recent:
-	// updated after UpdatedBefore; Unprobed: no media info to size the
-	// watermark pass by. Ids only, to report them.
-	Busy     []string `json:"busy,omitempty"`
+	Videos  []BackfillVideo `json:"videos"`
+	Running []RunningVideo  `json:"running,omitempty"`
+	// Recent: updated after UpdatedBefore; Unprobed: no media info to size
+	// the watermark pass by. Ids only, to report them.
 	Recent   []string `json:"recent,omitempty"`
 	Unprobed []string `json:"unprobed,omitempty"`
 	Next     string   `json:"next"` // "" after the last page
@@ -49,25 +57,31 @@ func (a *Activities) ApprovedPage(ctx context.Context, in BackfillPageInput) (Ba
 	}
 	page := BackfillPage{Next: next}
 	for _, v := range vs {
+		stage, started := running(v.Stages)
 		switch {
-		case running(v.Stages):
-			page.Busy = append(page.Busy, v.ID)
 		case v.UpdatedAt.After(in.UpdatedBefore):
 			page.Recent = append(page.Recent, v.ID)
 		case v.Media == nil:
 			page.Unprobed = append(page.Unprobed, v.ID)
+		case stage != "":
+			page.Running = append(page.Running, RunningVideo{BackfillVideo: backfillVideo(v), Stage: stage, StartedAt: started})
 		default:
-			page.Videos = append(page.Videos, BackfillVideo{VideoID: v.ID, BlobKey: v.BlobKey, SHA256: v.SHA256, Media: *v.Media})
+			page.Videos = append(page.Videos, backfillVideo(v))
 		}
 	}
 	return page, nil
 }
 
-func running(stages []catalog.Stage) bool {
+func backfillVideo(v catalog.Video) BackfillVideo {
+	return BackfillVideo{VideoID: v.ID, BlobKey: v.BlobKey, SHA256: v.SHA256, Media: *v.Media}
+}
+
+// running is the running stage that started last, if any.
+func running(stages []catalog.Stage) (name string, started time.Time) {
 	for _, s := range stages {
-		if s.State == catalog.StageRunning {
-			return true
+		if s.State == catalog.StageRunning && s.StartedAt != nil && !s.StartedAt.Before(started) {
+			name, started = s.Name, *s.StartedAt
 		}
 	}
-	return false
+	return name, started
 }

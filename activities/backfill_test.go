@@ -12,8 +12,9 @@ import (
 )
 
 // TestApprovedPage: only approved videos are listed, and each lands in
-// exactly one bucket: ready, busy (a stage running), recent (updated after
-// the cut-off) or unprobed; the cursor walks them all.
+// exactly one bucket: ready, running (with the stage and its start, for the
+// workflow to judge), recent (updated after the cut-off) or unprobed; the
+// cursor walks them all.
 func TestApprovedPage(t *testing.T) {
 	ctx := context.Background()
 	cat, err := catalog.OpenSQLite(filepath.Join(t.TempDir(), "catalog.db"))
@@ -40,7 +41,11 @@ func TestApprovedPage(t *testing.T) {
 	mk("vready2", catalog.StateApproved, true)
 	mk("vunprobed", catalog.StateApproved, false)
 	mk("vbusy", catalog.StateApproved, true)
-	if err := cat.StageStarted(ctx, "vbusy", StageWatermark, time.Time{}); err != nil {
+	started := time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Microsecond)
+	if err := cat.StageFinished(ctx, "vbusy", StageSample, started.Add(-time.Hour), catalog.StageSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.StageStarted(ctx, "vbusy", StageWatermark, started); err != nil {
 		t.Fatal(err)
 	}
 	mk("vpublished", catalog.StatePublished, true)
@@ -65,7 +70,13 @@ func TestApprovedPage(t *testing.T) {
 			}
 			ready = append(ready, v.VideoID)
 		}
-		busy, recent, unprobed = append(busy, p.Busy...), append(recent, p.Recent...), append(unprobed, p.Unprobed...)
+		for _, r := range p.Running {
+			if r.Stage != StageWatermark || !r.StartedAt.Equal(started) || r.Media != info {
+				t.Fatalf("running video %+v, want its watermark stage started at %s", r, started)
+			}
+			busy = append(busy, r.VideoID)
+		}
+		recent, unprobed = append(recent, p.Recent...), append(unprobed, p.Unprobed...)
 		if p.Next == "" {
 			break
 		}

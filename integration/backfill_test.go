@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -56,8 +57,9 @@ func legacyPipeline(ctx workflow.Context, in workflows.VideoInput) (string, erro
 // it was before the watermark and index stages are back-filled by the
 // real worker binary and the `backfill` command: marked, indexed and
 // published once, with no new decision. A video with a running stage, or
-// whose pipeline id is held by an open run, is left alone until released;
-// a video updated within --min-age is skipped.
+// whose pipeline id is held by an open run, is left alone until released,
+// but not one whose running mark is older than any attempt; a video
+// updated within --min-age is skipped.
 func TestBackfillPublishesLegacyApproved(t *testing.T) {
 	s := newStack(t, stackOptions{noWorker: true})
 	ctx := context.Background()
@@ -75,7 +77,7 @@ func TestBackfillPublishesLegacyApproved(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ids []string
-	for _, src := range []string{"testsrc2", "smptebars", "rgbtestsrc"} {
+	for _, src := range []string{"testsrc2", "smptebars", "rgbtestsrc", "yuvtestsrc"} {
 		clip := testenv.Clip(t, "backfill-"+src+".mp4", "-f", "lavfi", "-i", src+"=size=640x360:rate=25:duration=4",
 			"-f", "lavfi", "-i", "sine=frequency=330:duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest")
 		code, body := s.upload(appKey, lessonForm(clip))
@@ -94,10 +96,15 @@ func TestBackfillPublishesLegacyApproved(t *testing.T) {
 		}
 	}
 	legacy.Stop()
-	free, staged, held := ids[0], ids[1], ids[2]
+	free, staged, held, stale := ids[0], ids[1], ids[2], ids[3]
 	// staged: a stage is running (as when a reviewer's approval is being
-	// published); held: an open run holds its pipeline id.
+	// published); held: an open run holds its pipeline id; stale: a stage
+	// marked running by an attempt that started hours ago, longer than any
+	// attempt may last (a terminated run left it).
 	if err := s.catalog.StageStarted(ctx, staged, activities.StageWatermark, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.catalog.StageStarted(ctx, stale, activities.StageWatermark, time.Now().Add(-3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	holder, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(held), TaskQueue: "nobody-polls-this"}, "Holder")
@@ -123,8 +130,8 @@ func TestBackfillPublishesLegacyApproved(t *testing.T) {
 		return res
 	}
 	// Everything was touched moments ago.
-	if res := backfill(time.Hour); res.Published != 0 || res.Busy != 1 || res.Recent != 2 || res.BusyIDs[0] != staged {
-		t.Fatalf("min age 1h: %+v, want staged busy and 2 recent", res)
+	if res := backfill(time.Hour); res.Published != 0 || res.Busy != 0 || res.Recent != 4 {
+		t.Fatalf("min age 1h: %+v, want 4 recent", res)
 	}
 
 	// The command, as an operator runs it.
@@ -142,10 +149,12 @@ func TestBackfillPublishesLegacyApproved(t *testing.T) {
 		t.Fatalf("backfill --json printed %q: %v", out, err)
 	}
 	t.Logf("lessonflow backfill --min-age 0s: %+v", res)
-	if res.Published != 1 || res.Busy != 2 || res.Failed != 0 || res.Recent != 0 {
-		t.Fatalf("back-fill: %+v, want 1 published and 2 busy", res)
+	if res.Published != 2 || res.Stale != 1 || res.Busy != 2 || res.Failed != 0 || res.Recent != 0 ||
+		!slices.Contains(res.BusyIDs, staged) || !slices.Contains(res.BusyIDs, held) {
+		t.Fatalf("back-fill: %+v, want 2 published (one stale) and staged and held busy", res)
 	}
 	checkBackfilled(t, s, free)
+	checkBackfilled(t, s, stale)
 	for _, id := range []string{staged, held} {
 		if v, _ := s.catalog.GetVideo(ctx, id); v.State != catalog.StateApproved {
 			t.Fatalf("busy %s is %s", id, v.State)
@@ -181,8 +190,8 @@ func TestBackfillPublishesLegacyApproved(t *testing.T) {
 	for _, id := range ids {
 		checkBackfilled(t, s, id)
 	}
-	if n, err := s.vectors.Count(ctx); err != nil || n != 3 {
-		t.Fatalf("%d vectors (%v), want 3", n, err)
+	if n, err := s.vectors.Count(ctx); err != nil || n != 4 {
+		t.Fatalf("%d vectors (%v), want 4", n, err)
 	}
 }
 

@@ -53,6 +53,7 @@ type BackfillResult struct {
 	NotPublished int      `json:"not_published"` // left approved meanwhile (e.g. blocked by a review)
 	Failed       int      `json:"failed"`        // the video is failed, with the reason in the catalog
 	Busy         int      `json:"busy"`          // another run holds it: a running stage or its pipeline open
+	Stale        int      `json:"stale"`         // published although a stage was marked running: no attempt could still be alive
 	Recent       int      `json:"recent"`        // updated within MinAge
 	Unprobed     int      `json:"unprobed"`
 	FailedIDs    []string `json:"failed_ids,omitempty"`
@@ -92,12 +93,22 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		if err != nil {
 			return res, err
 		}
-		res.Busy += len(page.Busy)
-		res.BusyIDs = appendCapped(res.BusyIDs, page.Busy...)
 		res.Recent += len(page.Recent)
 		res.Unprobed += len(page.Unprobed)
-		runs := make([]workflow.ChildWorkflowFuture, len(page.Videos))
-		for i, v := range page.Videos {
+		videos := page.Videos
+		now := workflow.Now(ctx)
+		for _, r := range page.Running {
+			if now.Sub(r.StartedAt) > staleStage(r.Media) {
+				// A terminated run left the mark: its stages run again.
+				res.Stale++
+				videos = append(videos, r.BackfillVideo)
+				continue
+			}
+			res.Busy++
+			res.BusyIDs = appendCapped(res.BusyIDs, r.VideoID)
+		}
+		runs := make([]workflow.ChildWorkflowFuture, len(videos))
+		for i, v := range videos {
 			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 				WorkflowID: WorkflowID(v.VideoID),
 				// A closed pipeline run may be followed; an open one holds the video.
@@ -110,7 +121,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 			})
 		}
 		for i, run := range runs {
-			id := page.Videos[i].VideoID
+			id := videos[i].VideoID
 			var out VideoResult
 			err := run.Get(ctx, &out)
 			var started *temporal.ChildWorkflowExecutionAlreadyStartedError
@@ -128,7 +139,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 				res.NotPublished++
 			}
 		}
-		workflow.GetLogger(ctx).Info("back-fill page done", "videos", len(page.Videos), "published", res.Published, "busy", res.Busy)
+		workflow.GetLogger(ctx).Info("back-fill page done", "videos", len(videos), "published", res.Published, "busy", res.Busy)
 		if page.Next == "" {
 			return res, nil
 		}
@@ -137,6 +148,14 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	return res, workflow.NewContinueAsNewError(ctx, BackfillWorkflowName, BackfillInput{
 		MinAge: in.MinAge, Before: in.Before, Cursor: cursor, Result: res,
 	})
+}
+
+// staleStage is how long a stage can stay marked running while an attempt
+// is alive: every attempt marks its start again, and none outlives the
+// longest start-to-close of any stage (the watermark's, or sampling's 2 h,
+// which a stale mark may come from), plus the retry backoff.
+func staleStage(info media.Info) time.Duration {
+	return max(2*time.Hour, watermarkTimeout(info)) + 10*time.Minute
 }
 
 func appendCapped(ids []string, more ...string) []string {

@@ -127,7 +127,7 @@ func afterApproval(ctx workflow.Context, in VideoInput, info media.Info, res Vid
 	var a *activities.Activities
 	var wm activities.WatermarkResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30*time.Minute + 4*time.Duration(info.DurationMS)*time.Millisecond,
+		StartToCloseTimeout: watermarkTimeout(info),
 		HeartbeatTimeout:    HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 10,
@@ -140,6 +140,12 @@ func afterApproval(ctx workflow.Context, in VideoInput, info media.Info, res Vid
 	workflow.GetLogger(ctx).Info("watermarked", "video", in.VideoID, "payload", wm.Payload, "frames", wm.Frames)
 	// stage: embed + index, then publish (issue 4)
 	return indexAndPublish(ctx, in, res)
+}
+
+// watermarkTimeout bounds one attempt of the watermark stage, the longest
+// stage after approval: it scales with the video.
+func watermarkTimeout(info media.Info) time.Duration {
+	return 30*time.Minute + 4*time.Duration(info.DurationMS)*time.Millisecond
 }
 
 // bookkeeping is for the short catalog writes after the pipeline ends.

@@ -51,8 +51,8 @@ func runBackfill(ctx context.Context, args []string) error {
 	if asJSON {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	fmt.Printf("published %d, not published %d (left approved meanwhile), failed %d, busy %d, updated within %s %d, unprobed %d\n",
-		res.Published, res.NotPublished, res.Failed, res.Busy, minAge, res.Recent, res.Unprobed)
+	fmt.Printf("published %d (%d of them past a stale running stage), not published %d (left approved meanwhile), failed %d, busy %d, updated within %s %d, unprobed %d\n",
+		res.Published, res.Stale, res.NotPublished, res.Failed, res.Busy, minAge, res.Recent, res.Unprobed)
 	if len(res.FailedIDs) > 0 {
 		fmt.Printf("failed (reasons in `lessonflow status ID`): %v\n", res.FailedIDs)
 	}
