@@ -53,7 +53,7 @@ type BackfillResult struct {
 	NotPublished int      `json:"not_published"` // left approved meanwhile (e.g. blocked by a review)
 	Failed       int      `json:"failed"`        // the video is failed, with the reason in the catalog
 	Busy         int      `json:"busy"`          // another run holds it: a running stage or its pipeline open
-	Stale        int      `json:"stale"`         // published although a stage was marked running: no attempt could still be alive
+	Stale        int      `json:"stale"`         // of Published: a stage was marked running, by an attempt that could no longer be alive
 	Recent       int      `json:"recent"`        // updated within MinAge
 	Unprobed     int      `json:"unprobed"`
 	FailedIDs    []string `json:"failed_ids,omitempty"`
@@ -71,7 +71,8 @@ const (
 // else would ever mark, index or publish them. It walks the catalog's
 // approved videos page by page and runs Publish for each as a child
 // workflow with the video's pipeline id; a video whose id is held by an
-// open run, or which has a stage running, is counted busy and left alone.
+// open run, or which has a stage running (unless the mark is older than
+// any attempt can last: staleStage), is counted busy and left alone.
 // Every stage is idempotent, so running it again, or a crash halfway,
 // never duplicates a registry record, rendition or vector.
 func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
@@ -96,11 +97,12 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		res.Recent += len(page.Recent)
 		res.Unprobed += len(page.Unprobed)
 		videos := page.Videos
+		stale := map[string]bool{}
 		now := workflow.Now(ctx)
 		for _, r := range page.Running {
 			if now.Sub(r.StartedAt) > staleStage(r.Media) {
 				// A terminated run left the mark: its stages run again.
-				res.Stale++
+				stale[r.VideoID] = true
 				videos = append(videos, r.BackfillVideo)
 				continue
 			}
@@ -135,6 +137,9 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 				res.FailedIDs = appendCapped(res.FailedIDs, id)
 			case out.State == "published":
 				res.Published++
+				if stale[id] {
+					res.Stale++
+				}
 			default:
 				res.NotPublished++
 			}
