@@ -45,6 +45,17 @@
 // grid, payload), the mask is one pass on a subsample, and the pattern is
 // added with integer arithmetic.
 //
+// Then the mask's energy is shared between regions by what the detector
+// will make of it (allocate): it weighs every sample by about 1/σ², σ the
+// host's local deviation at its grid's scale. So regions smooth at that
+// scale (out-of-focus backgrounds, sky, fine even texture) take up to 1.5
+// times their masked amplitude, busy ones (edges, structure) down to half,
+// interpolated between 80-px regions at 1080p. The frame's mark energy, so
+// its PSNR, is kept. A video's frames take their block's first frame's
+// allocation, as they take its pattern. On Big Buck Bunny, at equal PSNR,
+// it lifts the median 32-frame window's bit SNR after x264 CRF 28 from
+// 0.71 to 0.96.
+//
 // # Host-interference cancellation
 //
 // On busy camera content the detector's soft bits are limited by the host

@@ -16,10 +16,11 @@ type Frame struct {
 }
 
 // MarkVersion changes whenever the same frame and payload would be marked
-// differently (2: 8 px fine-grid cells under 1536 wide). Detection reads
+// differently (2: 8 px fine-grid cells under 1536 wide; 3: the fine grid's
+// energy allocation between regions). Detection reads
 // every version; a resumable pass keys its partial work by it, so that one
 // rendition never mixes two.
-const MarkVersion = 2
+const MarkVersion = 3
 
 // Frame size limits. Marks need cells of at least one pixel; detection takes
 // anything from a thumbnail up.
@@ -155,7 +156,11 @@ func (e *Embedder) MarkGrid(f Frame, p Payload, g Grid) error {
 	if g == GridBlock && blockCell(f.Width, f.Height) == 0 {
 		g = GridFine
 	}
-	e.addPattern(f, e.pattern(f.Width, f.Height, g, p), blockAmplitudes(f, g))
+	amp := blockAmplitudes(f, g)
+	if g == GridFine {
+		allocate(f, amp)
+	}
+	e.addPattern(f, e.pattern(f.Width, f.Height, g, p), amp)
 	return nil
 }
 

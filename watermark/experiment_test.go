@@ -53,7 +53,7 @@ func (x experiment) rendition(t *testing.T) (path, rate string) {
 // (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock;
 // WM_CELLS, cells across, and WM_CELL_PX for GridFine; WM_ZOOM_MIN, the
 // detector's least zoom; WM_SCALE_TEXTURE=1, the small-cell scale on flat
-// blocks only)
+// blocks only; WM_ALLOC_OFF=1, no energy allocation between regions)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
 // them with a fixed payload.
@@ -71,6 +71,7 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	cancelSync = os.Getenv("WM_CANCEL_SYNC") != "0"
 	cancelKeepSync = os.Getenv("WM_CANCEL_KEEPSYNC") != ""
 	ampScaleTexture = os.Getenv("WM_SCALE_TEXTURE") != ""
+	allocOff = os.Getenv("WM_ALLOC_OFF") != ""
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
 		blockCellCap = l
 	}

@@ -34,6 +34,7 @@ type markBlock struct {
 	ready   chan struct{}
 	claimed bool // its first frame is being read (under VideoMarker.mu)
 	pt      *pattern
+	scale   []float32 // the energy allocation's per-block scales (allocate)
 	err     error
 }
 
@@ -90,6 +91,9 @@ func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
 	}
 	amp := blockAmplitudes(f, g)
 	if g == GridBlock || cancelMax <= 1 {
+		if g == GridFine {
+			allocate(f, amp)
+		}
 		m.e.addPattern(f, m.e.pattern(f.Width, f.Height, g, m.p), amp)
 		return nil
 	}
@@ -99,6 +103,9 @@ func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
 		return fmt.Errorf("watermark mark frame %d: %w", index, err)
 	}
 	if build {
+		// The block's first frame sets the energy allocation for all its
+		// frames, as it sets the pattern.
+		b.scale = allocate(f, amp)
 		b.pt, b.err = m.e.cancelPattern(f, m.p, amp)
 		close(b.ready)
 	} else {
@@ -113,6 +120,9 @@ func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
 	}
 	if b.pt.w != f.Width || b.pt.h != f.Height {
 		return fmt.Errorf("watermark mark frame %d: %dx%d in a block of %dx%d frames", index, f.Width, f.Height, b.pt.w, b.pt.h)
+	}
+	if !build {
+		applyScales(amp, b.scale)
 	}
 	m.e.addPattern(f, b.pt, amp)
 	return nil

@@ -1,0 +1,113 @@
+package watermark
+
+import "math"
+
+// Energy allocation between regions (GridFine; README, "Seventeenth
+// round"). The detector weighs each sample of its grid by about 1/σ², σ the
+// host's local deviation there after the high-pass (whitenInto: the sample
+// divided by σ, then weighted by 1/σ). A smooth region's evidence therefore
+// counts up to ten times a busy one's, while the mask (blockAmplitudes)
+// gives busy blocks the most amplitude. allocate moves the mark's energy
+// towards where the detector listens. Each region of allocRegion² grid
+// samples has its masked amplitudes scaled by the region's mean 1/σ²,
+// relative to the frame's mean weighted by mark energy, clamped to
+// [allocMin, allocMax], and interpolated between regions; the frame's mark
+// energy (so its PSNR) is kept. Inside a region the mask still grows with texture and
+// never vanishes on flat blocks; what moves is the share of energy between
+// regions. On Big Buck Bunny at equal PSNR it lifts the median window's bit
+// SNR after x264 CRF 28 from 0.71 to 0.98.
+const (
+	allocRegion = 16 // grid samples: 80 px at 1080p, 32 px at 432p
+	allocMin    = 0.5
+	allocMax    = 1.5
+)
+
+// allocOff turns the allocation off (the experiments' comparison).
+var allocOff = false
+
+// allocate scales amp (the mask of f, per 16x16 block) in place by its
+// region's detector weight, keeping the sum of squares. It returns the
+// per-block scales so that the other frames of a block of frames can take
+// the same ones (applyScales): the pattern stays fixed while the picture
+// moves a little.
+func allocate(f Frame, amp []int32) []float32 {
+	if allocOff {
+		return nil
+	}
+	gw := gridW
+	gh := max(1, int(math.Round(float64(gw)*float64(f.Height)/float64(f.Width))))
+	n := gw * gh
+	base, blur, tmp, sq := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	newResampler(f.Width, f.Height, gw, gh).run(f, base)
+	boxBlur(base, blur, tmp, gw, gh, hpRadius)
+	for i, v := range base {
+		d := v - blur[i]
+		base[i] = d * d
+	}
+	boxBlur(base, sq, tmp, gw, gh, varRadius)
+	rw, rh := (gw+allocRegion-1)/allocRegion, (gh+allocRegion-1)/allocRegion
+	weight, samples := make([]float64, rw*rh), make([]float64, rw*rh)
+	for i, v := range sq {
+		r := (i/gw/allocRegion)*rw + (i%gw)/allocRegion
+		weight[r] += 1 / (float64(v) + varFloor)
+		samples[r]++
+	}
+	for r := range weight {
+		weight[r] /= max(samples[r], 1)
+	}
+	// A region's scale is its weight over the mean weight, where the mean
+	// weighs each mask block (of the region holding its centre) by its
+	// mark energy. Blocks take the scales interpolated bilinearly between
+	// region centres: no step in the mark's strength at a region's edge.
+	bw := (f.Width + maskBlock - 1) / maskBlock
+	sx, sy := float64(gw)/float64(f.Width), float64(gh)/float64(f.Height)
+	centre := func(b int) (gx, gy float64) {
+		return (float64(b%bw*maskBlock) + maskBlock/2) * sx, (float64(b/bw*maskBlock) + maskBlock/2) * sy
+	}
+	var energy, mean float64
+	for b, a := range amp {
+		gx, gy := centre(b)
+		e := float64(a) * float64(a)
+		energy += e
+		mean += e * weight[min(rh-1, int(gy)/allocRegion)*rw+min(rw-1, int(gx)/allocRegion)]
+	}
+	if energy == 0 || mean == 0 {
+		return nil
+	}
+	mean /= energy
+	k := make([]float64, len(weight))
+	for r, w := range weight {
+		k[r] = min(allocMax, max(allocMin, w/mean))
+	}
+	lerp := func(v float64, n int) (i0, i1 int, f float64) {
+		v = min(float64(n-1), max(0, v/allocRegion-0.5))
+		i0 = int(v)
+		return i0, min(n-1, i0+1), v - float64(i0)
+	}
+	scale := make([]float32, len(amp))
+	var scaled float64
+	for b, a := range amp {
+		gx, gy := centre(b)
+		x0, x1, fx := lerp(gx, rw)
+		y0, y1, fy := lerp(gy, rh)
+		v := (1-fy)*((1-fx)*k[y0*rw+x0]+fx*k[y0*rw+x1]) + fy*((1-fx)*k[y1*rw+x0]+fx*k[y1*rw+x1])
+		scale[b] = float32(v)
+		scaled += float64(a) * float64(a) * v * v
+	}
+	norm := float32(math.Sqrt(energy / scaled))
+	for b := range scale {
+		scale[b] *= norm
+	}
+	applyScales(amp, scale)
+	return scale
+}
+
+// applyScales multiplies amp by scale (nil: unchanged).
+func applyScales(amp []int32, scale []float32) {
+	if len(scale) != len(amp) {
+		return
+	}
+	for b, k := range scale {
+		amp[b] = int32(float32(amp[b])*k + 0.5)
+	}
+}
