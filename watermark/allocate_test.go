@@ -167,9 +167,6 @@ func TestAllocationLiftsCRF28(t *testing.T) {
 	orig := decodeRaw(t, path, "", 64)
 	coded := convEncode(infoWord(kr.Current.Secret, p))
 	fr := strconv.FormatFloat(probeFPS(t, path), 'f', 3, 64)
-	x264 := func(crf string) []string {
-		return []string{"-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-pix_fmt", "yuv420p"}
-	}
 	read := func(off bool) (snr []float64, psnr float64) {
 		allocOff = off
 		defer func() { allocOff = false }()
@@ -180,8 +177,8 @@ func TestAllocationLiftsCRF28(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		rend := decodeRaw(t, encode(t, c, fr, x264("23")...), "", 0)
-		att := decodeRaw(t, encode(t, rend, fr, x264("28")...), "", 0)
+		rend := decodeRaw(t, encode(t, c, fr, x264Args("23")...), "", 0)
+		att := decodeRaw(t, encode(t, rend, fr, x264Args("28")...), "", 0)
 		for w := 0; w+32 <= len(att.frames); w += 32 {
 			d := NewDetector(kr)
 			for i := w; i < w+32; i++ {

@@ -26,12 +26,9 @@ func TestSweep(t *testing.T) {
 	orig, c := x.orig, x.c
 	fps := probeFPS(t, x.path)
 	sy, _ := ssimY(t, orig, c)
-	x264 := func(crf string) []string {
-		return []string{"-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-pix_fmt", "yuv420p"}
-	}
 	fr := strconv.FormatFloat(fps, 'f', 3, 64)
-	plain := encode(t, orig, fr, x264("23")...)
-	marked := encode(t, c, fr, append(x264("23"), strings.Fields(os.Getenv("WM_MARKED_ARGS"))...)...)
+	plain := encode(t, orig, fr, x264Args("23")...)
+	marked := encode(t, c, fr, append(x264Args("23"), strings.Fields(os.Getenv("WM_MARKED_ARGS"))...)...)
 	sp, sm := fileSizeOf(t, plain), fileSizeOf(t, marked)
 	secs := float64(len(c.frames)) / fps
 	kbps := func(b int64) float64 { return float64(b) * 8 / secs / 1000 }
@@ -45,14 +42,14 @@ func TestSweep(t *testing.T) {
 		return fmt.Sprintf("%d/%d (SNR %.2f)", ok, tot, snrs[len(snrs)/2])
 	}
 	res := []string{count(rend)}
-	for _, args := range [][]string{x264("28"), x264("35"),
+	for _, args := range [][]string{x264Args("28"), x264Args("35"),
 		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"},
 		{"-c:v", "libx265", "-preset", "ultrafast", "-crf", "35", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"}} {
 		res = append(res, count(decodeRaw(t, encode(t, rend, fr, args...), "", 0)))
 	}
 	// WM_SWEEP_VF: a filter attack (crop, scale...) on the x264 CRF 28 re-encode.
 	if vf := os.Getenv("WM_SWEEP_VF"); vf != "" {
-		t.Logf("SWEEP %s x264-28 + %s: %s", clip, vf, count(decodeRaw(t, encode(t, rend, fr, x264("28")...), vf, 0)))
+		t.Logf("SWEEP %s x264-28 + %s: %s", clip, vf, count(decodeRaw(t, encode(t, rend, fr, x264Args("28")...), vf, 0)))
 	}
 	t.Logf("SWEEP %s grid=%s level=%d cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s x265-35 %s",
 		clip, x.grid, blockLevel, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
