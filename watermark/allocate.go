@@ -39,15 +39,10 @@ func allocate(f Frame, amp []int32) []float32 {
 	n := gw * gh
 	base, blur, tmp, sq := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
 	newResampler(f.Width, f.Height, gw, gh).run(f, base)
-	boxBlur(base, blur, tmp, gw, gh, hpRadius)
-	for i, v := range base {
-		d := v - blur[i]
-		base[i] = d * d
-	}
-	boxBlur(base, sq, tmp, gw, gh, varRadius)
+	variance := highPassVar(base, blur, tmp, sq, gw, gh)
 	rw, rh := (gw+allocRegion-1)/allocRegion, (gh+allocRegion-1)/allocRegion
 	weight, samples := make([]float64, rw*rh), make([]float64, rw*rh)
-	for i, v := range sq {
+	for i, v := range variance {
 		r := (i/gw/allocRegion)*rw + (i%gw)/allocRegion
 		weight[r] += 1 / (float64(v) + varFloor)
 		samples[r]++

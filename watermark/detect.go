@@ -170,16 +170,7 @@ func (d *Detector) Add(f Frame) error {
 // A brightness or contrast change scales a whole frame alike and changes
 // no decision.
 func (d *Detector) whitenInto(dst []float32) {
-	w, h := d.gw, d.gh
-	boxBlur(d.base, d.blur, d.tmp, w, h, hpRadius)
-	for i, v := range d.base {
-		d.base[i] = v - d.blur[i] // high-passed
-	}
-	for i, v := range d.base {
-		d.tmp[i] = v * v
-	}
-	sq := d.blur
-	boxBlur(d.tmp, sq, d.sq, w, h, varRadius)
+	sq := highPassVar(d.base, d.blur, d.tmp, d.sq, d.gw, d.gh)
 	cs, unitWeight := float32(clipSigma), sdWeight == 1
 	for i, v := range d.base {
 		sd := float32(math.Sqrt(float64(sq[i]) + varFloor))
@@ -195,6 +186,22 @@ func (d *Detector) whitenInto(dst []float32) {
 			dst[i] += r / float32(math.Pow(float64(sd), sdWeight))
 		}
 	}
+}
+
+// highPassVar high-passes base (w x h) in place, minus its local mean over
+// hpRadius, and returns the local variance of the result over varRadius,
+// written into blur; tmp and sq are scratch. The detector whitens with it,
+// and the embedder's allocation weighs regions by it.
+func highPassVar(base, blur, tmp, sq []float32, w, h int) []float32 {
+	boxBlur(base, blur, tmp, w, h, hpRadius)
+	for i, v := range base {
+		base[i] = v - blur[i]
+	}
+	for i, v := range base {
+		tmp[i] = v * v
+	}
+	boxBlur(tmp, blur, sq, w, h, varRadius)
+	return blur
 }
 
 type candidate struct {
