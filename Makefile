@@ -37,11 +37,11 @@ bench: setup build
 	$(GO) test -run='^$$' -bench=. -benchtime=5x ./media/ ./models/
 	LESSONFLOW_BENCH=1 $(GO) test -count=1 -timeout 30m -run='^TestBenchTable$$' -v ./integration/
 
-# Watermark table (opt-in, about 10 minutes on 2 cores): embed/detect cost,
+# Watermark table (opt-in, about 25 minutes on 2 cores): embed/detect cost,
 # PSNR/SSIM, bitrate cost, exact payload under each attack, whole-pass ratio.
 bench-watermark: setup
 	$(GO) test -run='^$$' -bench='Embed1080p|MarkVideo1080p$$|Detect1080p' -benchtime=20x ./watermark/
-	LESSONFLOW_BENCH_WATERMARK=1 $(GO) test -count=1 -timeout 30m -run='^TestWatermarkBench$$' -v ./integration/
+	LESSONFLOW_BENCH_WATERMARK=1 $(GO) test -count=1 -timeout 50m -run='^TestWatermarkBench$$' -v ./integration/
 
 # Recommendations at 100K lessons x 1024-d through the HTTP API (opt-in, a few
 # minutes): once with the default build, once with sqlite-vec's AVX2 kernel,

@@ -1,6 +1,9 @@
 package watermark
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // Energy allocation between regions (GridFine; README, "Seventeenth
 // round"). The detector weighs each sample of its grid by about 1/σ², σ the
@@ -16,7 +19,11 @@ import "math"
 // with texture and never vanishes on flat blocks. On Big Buck Bunny at
 // equal PSNR it lifts the median window's bit SNR after x264 CRF 28 from
 // 0.71 to 0.96.
-const (
+//
+// They are variables for the experiments (WM_ALLOC_REGION, WM_ALLOC_MIN,
+// WM_ALLOC_MAX; README, "Eighteenth round": a wider clamp reads more at
+// 720p and 540p but strays further from the mask's rule).
+var (
 	allocRegion = 16 // grid samples: 80 px at 1080p, 32 px at 432p
 	allocMin    = 0.5
 	allocMax    = 1.5
@@ -24,6 +31,16 @@ const (
 
 // allocOff turns the allocation off (the experiments' comparison).
 var allocOff = false
+
+// allocScratch is allocate's working memory for one frame size, pooled:
+// a fresh 2 MB per single image (MarkGrid) cost about as much as the
+// resample itself.
+type allocScratch struct {
+	rs                  *resampler
+	base, blur, tmp, sq []float32
+}
+
+var allocScratchPool sync.Pool
 
 // allocate scales amp (the mask of f, per 16x16 block) in place by its
 // region's detector weight, keeping the sum of squares. It returns the
@@ -36,10 +53,15 @@ func allocate(f Frame, amp []int32) []float32 {
 	}
 	gw := gridW
 	gh := max(1, int(math.Round(float64(gw)*float64(f.Height)/float64(f.Width))))
-	n := gw * gh
-	base, blur, tmp, sq := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
-	newResampler(f.Width, f.Height, gw, gh).run(f, base)
-	variance := highPassVar(base, blur, tmp, sq, gw, gh)
+	s, _ := allocScratchPool.Get().(*allocScratch)
+	if s == nil || s.rs.srcW != f.Width || s.rs.srcH != f.Height || s.rs.dstH != gh {
+		n := gw * gh
+		s = &allocScratch{rs: newResampler(f.Width, f.Height, gw, gh),
+			base: make([]float32, n), blur: make([]float32, n), tmp: make([]float32, n), sq: make([]float32, n)}
+	}
+	defer allocScratchPool.Put(s)
+	s.rs.run(f, s.base)
+	variance := highPassVar(s.base, s.blur, s.tmp, s.sq, gw, gh)
 	rw, rh := (gw+allocRegion-1)/allocRegion, (gh+allocRegion-1)/allocRegion
 	weight, samples := make([]float64, rw*rh), make([]float64, rw*rh)
 	for i, v := range variance {
@@ -75,7 +97,7 @@ func allocate(f Frame, amp []int32) []float32 {
 		k[r] = min(allocMax, max(allocMin, w/mean))
 	}
 	lerp := func(v float64, n int) (i0, i1 int, f float64) {
-		v = min(float64(n-1), max(0, v/allocRegion-0.5))
+		v = min(float64(n-1), max(0, v/float64(allocRegion)-0.5))
 		i0 = int(v)
 		return i0, min(n-1, i0+1), v - float64(i0)
 	}

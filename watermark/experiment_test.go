@@ -53,7 +53,8 @@ func (x experiment) rendition(t *testing.T) (path, rate string) {
 // (WM_BLOCK_LEVEL and WM_BLOCK_CELL, a cap on the cell, for GridBlock;
 // WM_CELLS, cells across, and WM_CELL_PX for GridFine; WM_ZOOM_MIN, the
 // detector's least zoom; WM_SCALE_TEXTURE=1, the small-cell scale on flat
-// blocks only; WM_ALLOC_OFF=1, no energy allocation between regions)
+// blocks only; WM_ALLOC_OFF=1, no energy allocation between regions, and
+// WM_ALLOC_REGION / WM_ALLOC_MIN / WM_ALLOC_MAX, its region and clamp)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
 // them with a fixed payload.
@@ -62,7 +63,8 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 		name string
 		p    *float64
 	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct},
-		{"WM_CANCEL_MAX", &cancelMax}, {"WM_CANCEL_MIN", &cancelMin}, {"WM_CANCEL_LAMBDA", &cancelLambda}} {
+		{"WM_CANCEL_MAX", &cancelMax}, {"WM_CANCEL_MIN", &cancelMin}, {"WM_CANCEL_LAMBDA", &cancelLambda},
+		{"WM_ALLOC_MIN", &allocMin}, {"WM_ALLOC_MAX", &allocMax}} {
 		if f, err := strconv.ParseFloat(os.Getenv(v.name), 64); err == nil {
 			*v.p = f
 		}
@@ -72,6 +74,9 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 	cancelKeepSync = os.Getenv("WM_CANCEL_KEEPSYNC") != ""
 	ampScaleTexture = os.Getenv("WM_SCALE_TEXTURE") != ""
 	allocOff = os.Getenv("WM_ALLOC_OFF") != ""
+	if l, err := strconv.Atoi(os.Getenv("WM_ALLOC_REGION")); err == nil && l > 0 {
+		allocRegion = l
+	}
 	if l, err := strconv.Atoi(os.Getenv("WM_BLOCK_CELL")); err == nil {
 		blockCellCap = l
 	}

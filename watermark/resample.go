@@ -51,15 +51,82 @@ func newTaps(nIn, nOut int) *taps {
 type resampler struct {
 	srcW, srcH, dstW, dstH int
 	h, v                   *taps
-	tmp                    []float32 // srcH x dstW
+	tmp                    []float32 // srcH x dstW: the horizontal pass (enlarging)
+	cols                   []float32 // dstH x srcW: the vertical pass (shrinking)
 }
 
 func newResampler(srcW, srcH, dstW, dstH int) *resampler {
-	return &resampler{srcW: srcW, srcH: srcH, dstW: dstW, dstH: dstH,
-		h: newTaps(srcW, dstW), v: newTaps(srcH, dstH), tmp: make([]float32, srcH*dstW)}
+	r := &resampler{srcW: srcW, srcH: srcH, dstW: dstW, dstH: dstH, h: newTaps(srcW, dstW), v: newTaps(srcH, dstH)}
+	if dstH <= srcH {
+		r.cols = make([]float32, dstH*srcW)
+	} else {
+		r.tmp = make([]float32, srcH*dstW)
+	}
+	return r
 }
 
+// run resamples f into dst (dstW x dstH). When shrinking, the vertical
+// pass runs first, on the bytes: each of its taps is one long run over a
+// row, and the horizontal pass then has dstH rows, not srcH.
 func (r *resampler) run(f Frame, dst []float32) {
+	if r.cols == nil {
+		r.horizontal(f)
+		r.vertical(dst)
+		return
+	}
+	for y := 0; y < r.dstH; y++ {
+		out := r.cols[y*r.srcW : y*r.srcW+r.srcW]
+		first, n, off := int(r.v.first[y]), int(r.v.n[y]), int(r.v.off[y])
+		row := func(k int) []byte { return f.Y[(first+k)*f.Stride : (first+k)*f.Stride+r.srcW] }
+		w := r.v.w[off : off+n]
+		// Taps two at a time: half the loads and stores of out.
+		k := 0
+		if n >= 2 {
+			a, b := row(0), row(1)
+			b, out = b[:len(a)], out[:len(a)]
+			for x, p := range a {
+				out[x] = w[0]*float32(p) + w[1]*float32(b[x])
+			}
+			k = 2
+		} else {
+			for x, p := range row(0) {
+				out[x] = w[0] * float32(p)
+			}
+			k = 1
+		}
+		for ; k+1 < n; k += 2 {
+			a, b := row(k), row(k+1)
+			b, out = b[:len(a)], out[:len(a)]
+			for x, p := range a {
+				out[x] += w[k]*float32(p) + w[k+1]*float32(b[x])
+			}
+		}
+		if k < n {
+			a := row(k)
+			out = out[:len(a)]
+			for x, p := range a {
+				out[x] += w[k] * float32(p)
+			}
+		}
+	}
+	for y := 0; y < r.dstH; y++ {
+		row := r.cols[y*r.srcW : y*r.srcW+r.srcW]
+		out := dst[y*r.dstW : y*r.dstW+r.dstW]
+		for x := range out {
+			first, n, off := r.h.first[x], r.h.n[x], r.h.off[x]
+			px := row[first : first+n]
+			w := r.h.w[off : off+n]
+			var s float32
+			for k, p := range px {
+				s += w[k] * p
+			}
+			out[x] = s
+		}
+	}
+}
+
+// horizontal and vertical are run's passes in the other order (enlarging).
+func (r *resampler) horizontal(f Frame) {
 	for y := 0; y < r.srcH; y++ {
 		row := f.Y[y*f.Stride : y*f.Stride+r.srcW]
 		out := r.tmp[y*r.dstW : y*r.dstW+r.dstW]
@@ -74,6 +141,9 @@ func (r *resampler) run(f Frame, dst []float32) {
 			out[x] = s
 		}
 	}
+}
+
+func (r *resampler) vertical(dst []float32) {
 	for y := 0; y < r.dstH; y++ {
 		out := dst[y*r.dstW : y*r.dstW+r.dstW]
 		clear(out)
@@ -91,6 +161,8 @@ func (r *resampler) run(f Frame, dst []float32) {
 // boxBlur writes the mean over a (2r+1)^2 window (clipped at the borders)
 // of src (w x h) into dst, using tmp as scratch. Separable running sums.
 func boxBlur(src, dst, tmp []float32, w, h, r int) {
+	full := 2*r + 1
+	inv := 1 / float32(full)
 	for y := 0; y < h; y++ {
 		row := src[y*w : y*w+w]
 		out := tmp[y*w : y*w+w]
@@ -105,7 +177,13 @@ func boxBlur(src, dst, tmp []float32, w, h, r int) {
 				s -= row[lo]
 				lo++
 			}
-			out[x] = s / float32(hi-lo+1)
+			// A multiply where the window is whole: the division was
+			// half of the detector's blur time.
+			if n := hi - lo + 1; n == full {
+				out[x] = s * inv
+			} else {
+				out[x] = s / float32(n)
+			}
 		}
 	}
 	col := make([]float32, w)
