@@ -17,10 +17,11 @@ type Frame struct {
 
 // MarkVersion changes whenever the same frame and payload would be marked
 // differently (2: 8 px fine-grid cells under 1536 wide; 3: the fine grid's
-// energy allocation between regions). Detection reads
-// every version; a resumable pass keys its partial work by it, so that one
-// rendition never mixes two.
-const MarkVersion = 3
+// energy allocation between regions; 4: the faster resample and box
+// filters, whose float rounding can move a block's amplitude or the
+// cancellation by a step). Detection reads every version; a resumable pass
+// keys its partial work by it, so that one rendition never mixes two.
+const MarkVersion = 4
 
 // Frame size limits. Marks need cells of at least one pixel; detection takes
 // anything from a thumbnail up.
