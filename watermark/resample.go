@@ -110,36 +110,28 @@ func (r *resampler) run(f Frame, dst []float32) {
 		}
 	}
 	for y := 0; y < r.dstH; y++ {
-		row := r.cols[y*r.srcW : y*r.srcW+r.srcW]
-		out := dst[y*r.dstW : y*r.dstW+r.dstW]
-		for x := range out {
-			first, n, off := r.h.first[x], r.h.n[x], r.h.off[x]
-			px := row[first : first+n]
-			w := r.h.w[off : off+n]
-			var s float32
-			for k, p := range px {
-				s += w[k] * p
-			}
-			out[x] = s
+		tapRow(r.h, r.cols[y*r.srcW:y*r.srcW+r.srcW], dst[y*r.dstW:y*r.dstW+r.dstW])
+	}
+}
+
+// tapRow is one row of the horizontal pass: each output sums its taps.
+func tapRow[T byte | float32](t *taps, row []T, out []float32) {
+	for x := range out {
+		first, n, off := t.first[x], t.n[x], t.off[x]
+		px := row[first : first+n]
+		w := t.w[off : off+n]
+		var s float32
+		for k, p := range px {
+			s += w[k] * float32(p)
 		}
+		out[x] = s
 	}
 }
 
 // horizontal and vertical are run's passes in the other order (enlarging).
 func (r *resampler) horizontal(f Frame) {
 	for y := 0; y < r.srcH; y++ {
-		row := f.Y[y*f.Stride : y*f.Stride+r.srcW]
-		out := r.tmp[y*r.dstW : y*r.dstW+r.dstW]
-		for x := range out {
-			first, n, off := r.h.first[x], r.h.n[x], r.h.off[x]
-			px := row[first : first+n]
-			w := r.h.w[off : off+n]
-			var s float32
-			for k, p := range px {
-				s += w[k] * float32(p)
-			}
-			out[x] = s
-		}
+		tapRow(r.h, f.Y[y*f.Stride:y*f.Stride+r.srcW], r.tmp[y*r.dstW:y*r.dstW+r.dstW])
 	}
 }
 
