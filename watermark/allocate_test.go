@@ -1,6 +1,7 @@
 package watermark
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"math/rand/v2"
@@ -57,7 +58,7 @@ func TestAllocate(t *testing.T) {
 		f := halfBusy(size[0], size[1], true, 1)
 		amp := blockAmplitudes(f, GridFine)
 		before := append([]int32(nil), amp...)
-		scale := allocate(f, amp)
+		scale, _ := allocate(f, amp, nil, false)
 		if len(scale) != len(amp) {
 			t.Fatalf("%dx%d: %d scales for %d blocks", size[0], size[1], len(scale), len(amp))
 		}
@@ -139,7 +140,7 @@ func TestAllocateSizes(t *testing.T) {
 			t.Fatalf("%dx%d: %v", size[0], size[1], err)
 		}
 		amp := blockAmplitudes(f, GridFine)
-		scale := allocate(f, amp)
+		scale, _ := allocate(f, amp, nil, false)
 		if len(scale) != len(amp) {
 			t.Fatalf("%dx%d: %d scales for %d blocks", size[0], size[1], len(scale), len(amp))
 		}
@@ -208,5 +209,108 @@ func TestAllocationLiftsCRF28(t *testing.T) {
 	}
 	if lo, lb := min(after[0], after[1]), min(before[0], before[1]); lo < 1.4*lb {
 		t.Errorf("weaker window: bit SNR %.2f allocated, %.2f not; want at least 1.4 times", lo, lb)
+	}
+}
+
+// squaresFrame is w x h of 24-px squares of random levels (busy at the
+// detector's grid), its right half moved shift px to the right.
+func squaresFrame(w, h, shift int, seed uint64) Frame {
+	r := rand.New(rand.NewPCG(seed, 3))
+	f := Frame{Y: make([]byte, w*h), Width: w, Height: h, Stride: w}
+	n := w/24 + 2
+	levels := make([]byte, n*(h/24+1))
+	for i := range levels {
+		levels[i] = byte(60 + r.IntN(136))
+	}
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			sx := x
+			if x >= w/2 {
+				sx = x - shift + 24
+			}
+			f.Y[y*w+x] = levels[(y/24)*n+sx/24]
+		}
+	}
+	return f
+}
+
+// TestAllocateMotion: where the picture moved since the previous block's
+// first frame, a region gets less of the mark than where it stood still;
+// the total stays, and no block loses its mark.
+func TestAllocateMotion(t *testing.T) {
+	for _, size := range [][2]int{{1920, 1080}, {768, 432}} {
+		w, h := size[0], size[1]
+		_, prev := allocate(squaresFrame(w, h, 0, 1), blockAmplitudes(squaresFrame(w, h, 0, 1), GridFine), nil, true)
+		// leftOverRight is the mean scale on the left half over the right's,
+		// away from the boundary.
+		leftOverRight := func(f Frame, prev []float32) float64 {
+			amp := blockAmplitudes(f, GridFine)
+			before := append([]int32(nil), amp...)
+			scale, _ := allocate(f, amp, prev, false)
+			bw := (w + maskBlock - 1) / maskBlock
+			var e0, e1, l, r, nl, nr float64
+			for b := range amp {
+				e0 += float64(before[b]) * float64(before[b])
+				e1 += float64(amp[b]) * float64(amp[b])
+				if amp[b] <= 0 {
+					t.Fatalf("%dx%d: block %d lost its mark", w, h, b)
+				}
+				switch x := (b % bw) * maskBlock; {
+				case x < w/2-100:
+					l += float64(scale[b])
+					nl++
+				case x > w/2+100:
+					r += float64(scale[b])
+					nr++
+				}
+			}
+			if q := e1 / e0; q < 0.98 || q > 1.02 {
+				t.Errorf("%dx%d: the mask's energy changed %.3f times", w, h, q)
+			}
+			return (l / nl) / (r / nr)
+		}
+		moved := squaresFrame(w, h, 12, 1)
+		still, moving := leftOverRight(moved, nil), leftOverRight(moved, prev)
+		same := leftOverRight(squaresFrame(w, h, 0, 1), prev)
+		t.Logf("%dx%d: left/right scale without a previous frame %.2f, right half moved %.2f, nothing moved %.2f", w, h, still, moving, same)
+		if moving < 1.3*still {
+			t.Errorf("%dx%d: left/right scale %.2f with the right half moved, %.2f without the previous frame; want the moving half to get less", w, h, moving, still)
+		}
+		if math.Abs(same/leftOverRight(squaresFrame(w, h, 0, 1), nil)-1) > 0.01 {
+			t.Errorf("%dx%d: a previous frame equal to this one changes the allocation", w, h)
+		}
+	}
+}
+
+// TestVideoMarkerMotion: a video's block takes the motion since the
+// previous block's first frame into its allocation, except at a restart
+// (a segment of a resumable pass), which marks as the video's first block.
+func TestVideoMarkerMotion(t *testing.T) {
+	kr := testKeyring(t, testKeySpec)
+	e, _ := NewEmbedder(kr.Current)
+	const w, h, p = 1280, 720, Payload(0x30710)
+	first, moved := squaresFrame(w, h, 0, 1), squaresFrame(w, h, 12, 1)
+	markAt := func(restart int, frames ...Frame) Frame {
+		m := e.Video(p, GridFine, restart)
+		var f Frame
+		for i, src := range frames {
+			f = cloneFrame(src)
+			if err := m.Mark(context.Background(), f, i*cancelBlock); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return f
+	}
+	ratio := func(marked Frame) float64 {
+		l, r := halvesEnergy(moved, marked)
+		return l / r
+	}
+	alone, second := markAt(0, moved), markAt(0, first, moved)
+	t.Logf("left/right mark energy: first block %.2f, second block after the right half moved %.2f", ratio(alone), ratio(second))
+	if ratio(second) < 1.3*ratio(alone) {
+		t.Errorf("left/right mark energy %.2f in the second block, %.2f in the first; want less on the half that moved", ratio(second), ratio(alone))
+	}
+	if restarted := markAt(cancelBlock, first, moved); !bytes.Equal(restarted.Y, alone.Y) {
+		t.Error("a block at a restart is marked otherwise than a video's first block")
 	}
 }

@@ -19,9 +19,10 @@ type Frame struct {
 // differently (2: 8 px fine-grid cells under 1536 wide; 3: the fine grid's
 // energy allocation between regions; 4: the faster resample and box
 // filters, whose float rounding can move a block's amplitude or the
-// cancellation by a step). Detection reads every version; a resumable pass
-// keys its partial work by it, so that one rendition never mixes two.
-const MarkVersion = 4
+// cancellation by a step; 5: the allocation's motion term). Detection reads
+// every version; a resumable pass keys its partial work by it, so that one
+// rendition never mixes two.
+const MarkVersion = 5
 
 // Frame size limits. Marks need cells of at least one pixel; detection takes
 // anything from a thumbnail up.
@@ -159,7 +160,7 @@ func (e *Embedder) MarkGrid(f Frame, p Payload, g Grid) error {
 	}
 	amp := blockAmplitudes(f, g)
 	if g == GridFine {
-		allocate(f, amp)
+		allocate(f, amp, nil, false)
 	}
 	e.addPattern(f, e.pattern(f.Width, f.Height, g, p), amp)
 	return nil

@@ -54,7 +54,8 @@ func (x experiment) rendition(t *testing.T) (path, rate string) {
 // WM_CELLS, cells across, and WM_CELL_PX for GridFine; WM_ZOOM_MIN, the
 // detector's least zoom; WM_SCALE_TEXTURE=1, the small-cell scale on flat
 // blocks only; WM_ALLOC_OFF=1, no energy allocation between regions, and
-// WM_ALLOC_REGION / WM_ALLOC_MIN / WM_ALLOC_MAX, its region and clamp)
+// WM_ALLOC_REGION / WM_ALLOC_MIN / WM_ALLOC_MAX, its region and clamp,
+// WM_ALLOC_MOTION its motion term's level, 0 for none)
 // (and WM_MOTION / WM_MOTION_MIN, the motion-adaptive variant), resolves clip (a shared clip name or "slide"/"dark",
 // "@WxH" appended to scale it first), decodes its first n frames and marks
 // them with a fixed payload.
@@ -64,7 +65,7 @@ func markExperiment(t *testing.T, clip string, n int) experiment {
 		p    *float64
 	}{{"WM_FLAT", &ampFlat}, {"WM_MAX", &ampMax}, {"WM_PERACT", &ampPerAct},
 		{"WM_CANCEL_MAX", &cancelMax}, {"WM_CANCEL_MIN", &cancelMin}, {"WM_CANCEL_LAMBDA", &cancelLambda},
-		{"WM_ALLOC_MIN", &allocMin}, {"WM_ALLOC_MAX", &allocMax}} {
+		{"WM_ALLOC_MIN", &allocMin}, {"WM_ALLOC_MAX", &allocMax}, {"WM_ALLOC_MOTION", &allocMotion}} {
 		if f, err := strconv.ParseFloat(os.Getenv(v.name), 64); err == nil {
 			*v.p = f
 		}

@@ -66,14 +66,14 @@ func encode(t testing.TB, c *rawClip, fps string, codecArgs ...string) string {
 	return out
 }
 
-// markClip marks every frame of c on the grid a GridChooser picks from
-// every eighth frame, as the video pass does from keyframes (WM_GRID=fine
-// or block forces one, for the experiments), and returns the grid.
 // x264Args are the experiments' x264 arguments at crf: veryfast, yuv420p.
 func x264Args(crf string) []string {
 	return []string{"-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-pix_fmt", "yuv420p"}
 }
 
+// markClip marks every frame of c on the grid a GridChooser picks from
+// every eighth frame, as the video pass does from keyframes (WM_GRID=fine
+// or block forces one, for the experiments), and returns the grid.
 func markClip(t testing.TB, e *Embedder, c *rawClip, p Payload) Grid {
 	t.Helper()
 	var gc GridChooser

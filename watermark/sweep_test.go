@@ -17,7 +17,8 @@ import (
 // marks the clip, encodes the CRF 23 rendition (x264 veryfast) next to the
 // unmarked frames for the size cost, then re-encodes the rendition with
 // H.264 CRF 28 and 35 and H.265 CRF 28 and 35 and counts 32-frame windows with the
-// exact payload, with each attack's median bit SNR (see TestMargin);
+// exact payload, with each attack's median bit SNR (see TestMargin) and
+// then every window's;
 // WM_SWEEP_VF adds a filter attack after the CRF 28 re-encode; WM_LIST1=1
 // also counts each window with one decoder path (listSize 1).
 func TestSweep(t *testing.T) {
@@ -39,7 +40,7 @@ func TestSweep(t *testing.T) {
 		if os.Getenv("WM_LIST1") != "" {
 			return fmt.Sprintf("%d/%d [1 path: %d] (SNR %.2f)", ok, tot, *x.list1, snrs[len(snrs)/2])
 		}
-		return fmt.Sprintf("%d/%d (SNR %.2f)", ok, tot, snrs[len(snrs)/2])
+		return fmt.Sprintf("%d/%d (SNR %.2f %.2f)", ok, tot, snrs[len(snrs)/2], snrs)
 	}
 	res := []string{count(rend)}
 	for _, args := range [][]string{x264Args("28"), x264Args("35"),

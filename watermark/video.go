@@ -35,6 +35,7 @@ type markBlock struct {
 	claimed bool // its first frame is being read (under VideoMarker.mu)
 	pt      *pattern
 	scale   []float32 // the energy allocation's per-block scales (allocate)
+	host    []float32 // its first frame at the detector's grid, for the next block's allocation
 	err     error
 }
 
@@ -92,7 +93,7 @@ func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
 	amp := blockAmplitudes(f, g)
 	if g == GridBlock || cancelMax <= 1 {
 		if g == GridFine {
-			allocate(f, amp)
+			allocate(f, amp, nil, false)
 		}
 		m.e.addPattern(f, m.e.pattern(f.Width, f.Height, g, m.p), amp)
 		return nil
@@ -104,9 +105,18 @@ func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
 	}
 	if build {
 		// The block's first frame sets the energy allocation for all its
-		// frames, as it sets the pattern.
-		b.scale = allocate(f, amp)
-		b.pt, b.err = m.e.cancelPattern(f, m.p, amp)
+		// frames, as it sets the pattern. The allocation's motion term
+		// compares it with the previous block's first frame, within a
+		// segment only, so that a resumed pass marks alike.
+		var prev []float32
+		if first > 0 && (m.restart == 0 || first%m.restart != 0) {
+			prev, err = m.host(ctx, first-cancelBlock)
+		}
+		if err == nil {
+			b.scale, b.host = allocate(f, amp, prev, true)
+			b.pt, err = m.e.cancelPattern(f, m.p, amp)
+		}
+		b.err = err
 		close(b.ready)
 	} else {
 		select {
@@ -126,6 +136,24 @@ func (m *VideoMarker) Mark(ctx context.Context, f Frame, index int) error {
 	}
 	m.e.addPattern(f, b.pt, amp)
 	return nil
+}
+
+// host is the first frame, at the detector's grid, of the block starting at
+// frame first, once that block is built.
+func (m *VideoMarker) host(ctx context.Context, first int) ([]float32, error) {
+	b, _, err := m.block(first, false)
+	if err != nil {
+		return nil, fmt.Errorf("previous block: %w", err)
+	}
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for frame %d: %w", first, ctx.Err())
+	}
+	if b.err != nil {
+		return nil, fmt.Errorf("previous block: %w", b.err)
+	}
+	return b.host, nil
 }
 
 // block is the block starting at frame first, begun if new; build reports
