@@ -54,7 +54,10 @@
 // its PSNR, is kept. A video's frames take their block's first frame's
 // allocation, as they take its pattern. On Big Buck Bunny, at equal PSNR,
 // it lifts the median 32-frame window's bit SNR after x264 CRF 28 from
-// 0.71 to 0.96.
+// 0.71 to 0.96. In a video, regions that moved since the previous block's
+// first frame take less (the encoder pays there for the fixed pattern in
+// every predicted frame): a sixth to a fifth off the mark's bitrate cost
+// on Big Buck Bunny at the same bit SNR.
 //
 // # Host-interference cancellation
 //
