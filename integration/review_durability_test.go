@@ -152,8 +152,17 @@ func TestReviewDecisionKilledInsideRecord(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if v, err := s.catalog.GetVideo(ctx, id); err != nil || v.State != catalog.StateBlocked {
-		t.Fatalf("video %v %v: want blocked before the unindex", v.State, err)
+	// The activity blocks the video a moment after it logs the decision
+	// (it saves the review item in between), then waits on the lock.
+	for {
+		v, err := s.catalog.GetVideo(ctx, id)
+		if err == nil && v.State == catalog.StateBlocked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("video %v %v: want blocked before the unindex", v.State, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
