@@ -17,7 +17,9 @@ import (
 // every block's first frame must be handed to Mark, no later than the
 // block's other frames (which wait for its pattern, until ctx ends should
 // it never come), and a frame may lag the newest block begun by at most
-// markerBlocks-1 blocks (later, it is an error).
+// markerBlocks-1 blocks (later, it is an error). A block's first frame
+// also waits for the previous block's within a segment (the allocation's
+// motion term), so a video is marked from its start or from a restart.
 type VideoMarker struct {
 	e       *Embedder
 	p       Payload
