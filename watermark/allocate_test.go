@@ -5,7 +5,6 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"testing"
 )
@@ -159,11 +158,7 @@ func TestAllocateSizes(t *testing.T) {
 // CRF 28 re-encode than the mask alone: in each of two 32-frame windows,
 // and 1.86 times in the weaker (0.51 -> 0.95 when written).
 func TestAllocationLiftsCRF28(t *testing.T) {
-	if testing.Short() {
-		t.Skip("encodes video with ffmpeg")
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
+	kr, e := videoTest(t)
 	const p = Payload(0x0123456789abcdef)
 	path := sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4")
 	orig := decodeRaw(t, path, "", 64)
@@ -173,12 +168,7 @@ func TestAllocationLiftsCRF28(t *testing.T) {
 		allocOff = off
 		defer func() { allocOff = false }()
 		c := orig.clone()
-		m := e.Video(p, GridFine, 0)
-		for i := range c.frames {
-			if err := m.Mark(context.Background(), c.luma(i), i); err != nil {
-				t.Fatal(err)
-			}
-		}
+		markVideo(t, e, c, p, GridFine)
 		rend := decodeRaw(t, encode(t, c, fr, x264Args("23")...), "", 0)
 		att := decodeRaw(t, encode(t, rend, fr, x264Args("28")...), "", 0)
 		for w := 0; w+32 <= len(att.frames); w += 32 {
@@ -321,38 +311,22 @@ func TestVideoMarkerMotion(t *testing.T) {
 // rendition by at least 5% (about 13% measured), and that rendition still
 // carries the mark.
 func TestMotionTermSavesBits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("encodes video with ffmpeg")
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
+	kr, e := videoTest(t)
 	const p = Payload(0x0123456789abcdef)
 	path := sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4")
 	fr := strconv.FormatFloat(probeFPS(t, path), 'f', 3, 64)
 	orig := decodeRaw(t, path, "scale=1280:720", 128)
-	size := func(path string) int64 {
-		st, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Size()
-	}
-	unmarked := size(encode(t, orig, fr, x264Args("23")...))
+	unmarked := fileSizeOf(t, encode(t, orig, fr, x264Args("23")...))
 	cost := func(motion float64) int64 {
 		defer func(old float64) { allocMotion = old }(allocMotion)
 		allocMotion = motion
 		c := orig.clone()
-		m := e.Video(p, GridFine, 0)
-		for i := range c.frames {
-			if err := m.Mark(context.Background(), c.luma(i), i); err != nil {
-				t.Fatal(err)
-			}
-		}
+		markVideo(t, e, c, p, GridFine)
 		out := encode(t, c, fr, x264Args("23")...)
 		if r := detectClip(t, kr, decodeRaw(t, out, "", 0), 0, 32); !r.Found || r.Payload != p {
 			t.Errorf("motion term %g: the CRF 23 rendition gives %+v, want %v", motion, r, p)
 		}
-		return size(out) - unmarked
+		return fileSizeOf(t, out) - unmarked
 	}
 	without, with := cost(0), cost(allocMotion)
 	t.Logf("mark's cost at CRF 23: %d bytes without the motion term, %d with (%.3f; unmarked %d)", without, with, float64(with)/float64(without), unmarked)

@@ -89,13 +89,19 @@ func markClip(t testing.TB, e *Embedder, c *rawClip, p Payload) Grid {
 			t.Fatal(err)
 		}
 	}
+	markVideo(t, e, c, p, g)
+	return g
+}
+
+// markVideo marks every frame of c in place, as one video on grid g.
+func markVideo(t testing.TB, e *Embedder, c *rawClip, p Payload, g Grid) {
+	t.Helper()
 	m := e.Video(p, g, 0)
 	for i := range c.frames {
 		if err := m.Mark(context.Background(), c.luma(i), i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return g
 }
 
 func detectClip(t testing.TB, kr Keyring, c *rawClip, from, n int) Result {
@@ -107,6 +113,21 @@ func detectClip(t testing.TB, kr Keyring, c *rawClip, from, n int) Result {
 		}
 	}
 	return d.Result()
+}
+
+// videoTest skips a test that encodes video in -short runs, and gives it
+// the test keyring and its embedder.
+func videoTest(t *testing.T) (Keyring, *Embedder) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("encodes video with ffmpeg")
+	}
+	kr := testKeyring(t, testKeySpec)
+	e, err := NewEmbedder(kr.Current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr, e
 }
 
 func sharedClip(t testing.TB, name string) string {
@@ -122,11 +143,7 @@ func sharedClip(t testing.TB, name string) string {
 // clipping erases any additive mark there, so this test darkens). An
 // unmarked clip and a wrong key give not found.
 func TestRobustCRF28Downscale(t *testing.T) {
-	if testing.Short() {
-		t.Skip("encodes video with ffmpeg")
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
+	kr, e := videoTest(t)
 	const p = Payload(0xfeedface01234567)
 	clips := map[string]string{
 		"bunny": sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"),
@@ -172,11 +189,7 @@ func TestRobustCRF28Downscale(t *testing.T) {
 // A non-uniform resize (16:9 squeezed to 4:3, a one-sided crop stretched
 // back) is found by the aspect stage only: the uniform search misses it.
 func TestAspectSearch(t *testing.T) {
-	if testing.Short() {
-		t.Skip("encodes video with ffmpeg")
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
+	kr, e := videoTest(t)
 	const p = Payload(0x0badc0ffee123456)
 	raw := decodeRaw(t, sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), "scale=1280:720", 32)
 	markClip(t, e, raw, p)
@@ -219,20 +232,11 @@ func TestAspectSearch(t *testing.T) {
 // bits of a tracing-length sample (10 s at 12 fps) decode. Every candidate
 // is decoded, so the CRF 23 rendition is traced; an unmarked clip is not.
 func TestSmallBusyFrames(t *testing.T) {
-	if testing.Short() {
-		t.Skip("encodes video with ffmpeg")
-	}
-	kr := testKeyring(t, testKeySpec)
-	e, _ := NewEmbedder(kr.Current)
+	kr, e := videoTest(t)
 	const p = Payload(0x5eed5eed00c0ffee)
 	raw := decodeRaw(t, sharedClip(t, "Big_Buck_Bunny_1080_10s_2MB.mp4"), "fps=12,scale=640:360", 0)
 	plain := encode(t, raw, "12", x264Args("23")...)
-	m := e.Video(p, GridFine, 0)
-	for i := range raw.frames {
-		if err := m.Mark(context.Background(), raw.luma(i), i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	markVideo(t, e, raw, p, GridFine)
 	marked := encode(t, raw, "12", x264Args("23")...)
 	r := detectClip(t, kr, decodeRaw(t, marked, "", 0), 0, len(raw.frames))
 	if !r.Found || r.Payload != p {
