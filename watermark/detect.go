@@ -20,9 +20,10 @@ const (
 	zoomStep = 1.006 // keeps fold misalignment under half a cell at the frame edge
 	// candidates: decode attempts per key and stage (false-alarm bound).
 	// Every one is decoded, however weak its coarse sync peak: on busy
-	// small frames (Big Buck Bunny at 640x360) the true peak sits at the
-	// noise's 4.5-5.3 while the refined bits decode (README, "Twentieth
-	// round"); a decode costs about 4 ms.
+	// small frames (Big Buck Bunny at 640x360) the true peak is 4.7-5.6,
+	// where unmarked content peaks too (around 4.3, 99th percentile 5.2),
+	// while the refined bits decode (README, "Twentieth round"); a decode
+	// costs about 4 ms.
 	candidates  = 4
 	refineSteps = 2 // fine zoom refinement: +-refineSteps steps of zoomStep^(1/4)
 )

@@ -228,9 +228,10 @@ func TestAspectSearch(t *testing.T) {
 }
 
 // TestSmallBusyFrames: Big Buck Bunny's grass and leaves at 640x360 put
-// the true coarse sync peak among the noise's (4.5-5.3), yet the refined
-// bits of a tracing-length sample (10 s at 12 fps) decode. Every candidate
-// is decoded, so the CRF 23 rendition is traced; an unmarked clip is not.
+// the true coarse sync peak (4.7-5.6) where unmarked content peaks, yet
+// the refined bits of a tracing-length sample (10 s at 12 fps) decode.
+// Every candidate is decoded, so the CRF 23 rendition is traced; an
+// unmarked clip is not.
 func TestSmallBusyFrames(t *testing.T) {
 	kr, e := videoTest(t)
 	const p = Payload(0x5eed5eed00c0ffee)
