@@ -8,10 +8,11 @@ import (
 	"github.com/lessonflow/lessonflow/vectorstore"
 )
 
-// BenchmarkSQLiteVecProbe sweeps how many IVF lists a search scans (and the
-// rescoring margin) over the benchmark collection, reopened with each
-// setting: the time of a top-10 search for "en" and its recall@10, and of
-// the recommender's usual search (k = 40, 20 excluded ids).
+// BenchmarkSQLiteVecProbe sweeps the most IVF lists a search scans, each
+// fixed (margin -1) and adaptive (the default ProbeMargin), over the
+// benchmark collection, reopened with each setting: the time of a top-10
+// search for "en" and its recall@10, and of the recommender's usual search
+// (k = 40, 20 excluded ids).
 //
 //	go test -run '^$' -bench SQLiteVecProbe -benchtime 50x ./vectorstore/
 func BenchmarkSQLiteVecProbe(b *testing.B) {
@@ -23,14 +24,14 @@ func BenchmarkSQLiteVecProbe(b *testing.B) {
 		lists = info.Lists
 	}
 	for _, probe := range []int{2, 4, 8, 16, max(1, lists)} {
-		for _, rescore := range []int{5, 10} {
+		for _, margin := range []float64{-1, vectorstore.DefaultSQLiteVecOptions.ProbeMargin} {
 			opts := vectorstore.DefaultSQLiteVecOptions
-			opts.Probe, opts.Rescore = probe, rescore
+			opts.Probe, opts.ProbeMargin = probe, margin
 			s2, err := vectorstore.OpenSQLiteVecOptions(benchDir, "lessons_bench_1024", benchDim, opts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run(fmt.Sprintf("probe%d_of_%d_rescore%d/en_top10", probe, lists, rescore), func(b *testing.B) {
+			b.Run(fmt.Sprintf("probe%d_of_%d_margin%g/en_top10", probe, lists, margin), func(b *testing.B) {
 				i := 0
 				var got [][]string
 				for b.Loop() {
@@ -45,7 +46,7 @@ func BenchmarkSQLiteVecProbe(b *testing.B) {
 				}
 				b.ReportMetric(benchRecall(queries, got, vectorstore.Filter{Language: "en"}), "recall@10")
 			})
-			b.Run(fmt.Sprintf("probe%d_of_%d_rescore%d/en_k40_exclude20", probe, lists, rescore), func(b *testing.B) {
+			b.Run(fmt.Sprintf("probe%d_of_%d_margin%g/en_k40_exclude20", probe, lists, margin), func(b *testing.B) {
 				i := 0
 				for b.Loop() {
 					if _, err := s2.Search(ctx, queries[i%len(queries)], 40, vectorstore.Filter{Language: "en", ExcludeIDs: exclude}); err != nil {

@@ -107,17 +107,24 @@ type SQLiteVecOptions struct {
 	// when this store fits the centre (a refit); the lists are kept in the
 	// file.
 	Clusters, MinListSize int
-	// Probe is how many of the nearest lists a search scans (default 4:
-	// recall@10 0.998 in bench-recs, as when scanning every list). With
-	// the defaults, a collection under 2500 vectors has at most 4 lists and
-	// is searched whole.
+	// Probe is the most lists a search scans (default 4: recall@10 0.998
+	// in bench-recs, as when scanning every list). With the defaults, a
+	// collection under 2500 vectors has at most 4 lists and is searched
+	// whole.
 	Probe int
+	// ProbeMargin makes the scan adaptive. Besides the nearest list, a
+	// search scans each of the next Probe-1 lists whose centroid's squared
+	// distance to the query is at most 1+ProbeMargin times the nearest's
+	// (default 0.15; negative: always Probe lists). A query deep inside one
+	// list scans that list alone; one between lists scans its neighbours.
+	// Each list scanned costs a KNN over its codes.
+	ProbeMargin float64
 }
 
 // DefaultSQLiteVecOptions are the options OpenSQLiteVec uses: at 100K x
 // 1024-d they gave recall@10 >= 0.98 against exact float search in
 // bench-recs (see the README).
-var DefaultSQLiteVecOptions = SQLiteVecOptions{Rescore: 10, MinCandidates: 400, Clusters: 64, MinListSize: 500, Probe: 4}
+var DefaultSQLiteVecOptions = SQLiteVecOptions{Rescore: 10, MinCandidates: 400, Clusters: 64, MinListSize: 500, Probe: 4, ProbeMargin: 0.15}
 
 var _ Store = (*SQLiteVec)(nil)
 
@@ -174,7 +181,8 @@ func OpenSQLiteVecOptions(dir, collection string, dim int, opts SQLiteVecOptions
 		return nil, fmt.Errorf("open %s: %w", collection, err)
 	}
 	if opts.Rescore < 0 || opts.MinCandidates < 0 || opts.Rescore > sqliteMaxKNN || opts.MinCandidates > sqliteMaxKNN ||
-		opts.Clusters < 0 || opts.Clusters > sqliteMaxLists || opts.MinListSize < 0 || opts.Probe < 0 || opts.Probe > sqliteMaxLists {
+		opts.Clusters < 0 || opts.Clusters > sqliteMaxLists || opts.MinListSize < 0 || opts.Probe < 0 || opts.Probe > sqliteMaxLists ||
+		math.IsNaN(opts.ProbeMargin) || math.IsInf(opts.ProbeMargin, 0) {
 		return nil, fmt.Errorf("open %s: %w: options %+v out of range 0..%d", collection, ErrInvalid, opts, sqliteMaxKNN)
 	}
 	if opts.Rescore == 0 {
@@ -191,6 +199,9 @@ func OpenSQLiteVecOptions(dir, collection string, dim int, opts SQLiteVecOptions
 	}
 	if opts.Probe == 0 {
 		opts.Probe = DefaultSQLiteVecOptions.Probe
+	}
+	if opts.ProbeMargin == 0 {
+		opts.ProbeMargin = DefaultSQLiteVecOptions.ProbeMargin
 	}
 	if dir == "" {
 		return nil, fmt.Errorf("open %s: %w: empty directory", collection, ErrInvalid)
@@ -593,7 +604,7 @@ func (s *SQLiteVec) search(ctx context.Context, q *quantizer, req search, k, fet
 	// the codes.
 	var sb strings.Builder
 	code := q.encode(req.query)
-	lists := q.probe(req.query, s.opts.Probe)
+	lists := q.probe(req.query, s.opts.Probe, s.opts.ProbeMargin)
 	var args []any
 	// knn writes one KNN over the codes; constraints on partition keys
 	// select the chunks to read.
@@ -621,9 +632,14 @@ func (s *SQLiteVec) search(ctx context.Context, q *quantizer, req search, k, fet
 		}
 	}
 	sb.WriteString(`WITH cand AS MATERIALIZED (`)
-	if lists == nil {
+	switch len(lists) {
+	case 0:
 		knn(-1)
-	} else {
+	case 1:
+		// Alone, the outer LIMIT would reach vec0 beside its k, which it
+		// refuses.
+		knn(lists[0])
+	default:
 		// vec0 has no IN on partition keys: one KNN per probed list, the
 		// nearest candidates of them all kept.
 		sb.WriteString(`SELECT seq FROM (`)

@@ -16,8 +16,9 @@ import (
 // centre is fitted, the vectors are also clustered by k-means (on a sample)
 // into up to SQLiteVecOptions.Clusters lists, and each code is stored with
 // its list number as one more PARTITION KEY. A search scans only the lists
-// whose centroids are nearest the query (SQLiteVecOptions.Probe of them) and
-// rescores their candidates exactly, as before. The centroids are kept in
+// whose centroids are nearest the query (at most SQLiteVecOptions.Probe of
+// them; fewer when the query is well inside one, ProbeMargin) and rescores
+// their candidates exactly, as before. The centroids are kept in
 // the quantizer row, so they share its generation: codes, centre and lists
 // always change together, in one transaction.
 //
@@ -74,9 +75,11 @@ func (q *quantizer) nearestList(v []float32) int {
 	return best
 }
 
-// probe returns the n lists nearest v (every list when n covers them), or
-// nil when the collection has no lists.
-func (q *quantizer) probe(v []float32, n int) []int {
+// probe returns the lists a search for v scans: the nearest, and of the
+// next n-1 nearest those whose squared distance to v is within 1+margin
+// times the nearest's (all n when margin < 0); nil when the collection has
+// no lists.
+func (q *quantizer) probe(v []float32, n int, margin float64) []int {
 	if len(q.centroids) == 0 {
 		return nil
 	}
@@ -89,9 +92,15 @@ func (q *quantizer) probe(v []float32, n int) []int {
 		all[i] = scored{i, dot(v, c) - q.halfNorms[i]}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].s > all[j].s })
-	out := make([]int, min(n, len(all)))
-	for i := range out {
-		out[i] = all[i].list
+	// |v-c|² = |v|² - 2s.
+	vv := float64(dot(v, v))
+	limit := (vv - 2*float64(all[0].s)) * (1 + margin)
+	out := []int{all[0].list}
+	for _, c := range all[1:min(n, len(all))] {
+		if margin >= 0 && vv-2*float64(c.s) > limit {
+			break
+		}
+		out = append(out, c.list)
 	}
 	sort.Ints(out)
 	return out

@@ -123,6 +123,22 @@ func TestSQLiteVecIVFLists(t *testing.T) {
 			t.Fatalf("Search(vector of new %s) = %+v, %v", l.ID, hits, err)
 		}
 	}
+
+	// A search of one list is a lone KNN (sqlite-vec refuses a LIMIT
+	// beside its k); a stored vector is in its nearest list.
+	one := ivfOptions
+	one.Probe = 1
+	s1, err := vectorstore.OpenSQLiteVecOptions(dir, testCollection, d, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	for _, l := range ls[:50] {
+		hits, err := s1.Search(ctx, l.Vector, 1, vectorstore.Filter{})
+		if err != nil || len(hits) != 1 || hits[0].ID != l.ID {
+			t.Fatalf("Search(vector of %s), one list = %+v, %v", l.ID, hits, err)
+		}
+	}
 }
 
 // A file of layout 2 (codes without lists) is migrated when opened: the

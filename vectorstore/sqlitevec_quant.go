@@ -264,13 +264,15 @@ type QuantInfo struct {
 	// max(MinCandidates, Rescore*(k+excluded)) hamming-nearest candidates.
 	Rescore, MinCandidates int
 	// Lists is how many IVF lists the codes are split into (0: none, every
-	// search scans all codes); a search scans the Probe nearest.
+	// search scans all codes); a search scans at most the Probe nearest,
+	// those within ProbeMargin (SQLiteVecOptions).
 	Lists, Probe int
+	ProbeMargin  float64
 }
 
 // Quantization reports the centre's generation and what it was fitted on.
 func (s *SQLiteVec) Quantization(ctx context.Context) (QuantInfo, error) {
-	info := QuantInfo{Rescore: s.opts.Rescore, MinCandidates: s.opts.MinCandidates, Probe: s.opts.Probe}
+	info := QuantInfo{Rescore: s.opts.Rescore, MinCandidates: s.opts.MinCandidates, Probe: s.opts.Probe, ProbeMargin: s.opts.ProbeMargin}
 	var at int64
 	err := s.r.QueryRowContext(ctx, `SELECT generation, fitted_count, fitted_at, coalesce(length(centroids), 0) / ? FROM quantizer`, 4*s.dim).
 		Scan(&info.Generation, &info.FittedCount, &at, &info.Lists)

@@ -43,7 +43,8 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	inflight := fs.Int("inflight", 64, "most requests in flight in the throughput run (the load generator's bound)")
 	label := fs.String("label", "", "build label for the table (e.g. default, AVX2)")
 	clusters := fs.Int("clusters", vectorstore.DefaultSQLiteVecOptions.Clusters, "most IVF lists of the embedded store (1: none)")
-	probe := fs.Int("probe", vectorstore.DefaultSQLiteVecOptions.Probe, "IVF lists scanned per search")
+	probe := fs.Int("probe", vectorstore.DefaultSQLiteVecOptions.Probe, "most IVF lists scanned per search")
+	margin := fs.Float64("probe-margin", vectorstore.DefaultSQLiteVecOptions.ProbeMargin, "scan a further list when its squared distance is within 1+margin of the nearest's (negative: always --probe lists)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run (server and load generator) to this file")
 	postgres := fs.String("postgres", "", "keep the catalog in this empty PostgreSQL database (a DSN) instead of SQLite")
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +66,7 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	defer cat.Close()
 	collection := vectorstore.CollectionName("bench", *dim)
 	opts := vectorstore.DefaultSQLiteVecOptions
-	opts.Clusters, opts.Probe = *clusters, *probe
+	opts.Clusters, opts.Probe, opts.ProbeMargin = *clusters, *probe, *margin
 	vs, err := vectorstore.OpenSQLiteVecOptions(dir, collection, *dim, opts)
 	if err != nil {
 		return err
@@ -306,8 +307,8 @@ func runBenchRecs(ctx context.Context, args []string) error {
 	fmt.Printf("| index build (%d upserts of %d) | %s | ≤ 60 s |\n", (*lessons+vectorstore.MaxBatch-1)/vectorstore.MaxBatch, vectorstore.MaxBatch, build.Round(10*time.Millisecond))
 	fmt.Printf("| reload after restart (open + first search) | %s | ≤ 5 s |\n", ms(reload))
 	fmt.Printf("| RSS now / peak (VmRSS / VmHWM, includes the mapped vector file) | %s / %s | reported |\n", rss, hwm)
-	fmt.Printf("| quantisation: bit[%d] codes centred on the mean of %d vectors (generation %d), %d IVF lists (%d scanned), max(%d, %d × (k + excluded)) candidates rescored | | |\n\n",
-		*dim, quant.FittedCount, quant.Generation, quant.Lists, min(quant.Probe, max(1, quant.Lists)), quant.MinCandidates, quant.Rescore)
+	fmt.Printf("| quantisation: bit[%d] codes centred on the mean of %d vectors (generation %d), %d IVF lists (up to %d scanned, margin %g), max(%d, %d × (k + excluded)) candidates rescored | | |\n\n",
+		*dim, quant.FittedCount, quant.Generation, quant.Lists, min(quant.Probe, max(1, quant.Lists)), quant.ProbeMargin, quant.MinCandidates, quant.Rescore)
 	if firstErr != nil {
 		fmt.Printf("first error under load: %v\n", firstErr)
 	}
