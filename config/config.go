@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -35,6 +36,8 @@ type Config struct {
 	TemporalUIPort    int           // LESSONFLOW_TEMPORAL_UI_PORT
 	TemporalPort      int           // LESSONFLOW_TEMPORAL_PORT: the dev server's gRPC port
 	EmbedModel        string        // LESSONFLOW_EMBED_MODEL: embedding model id; names the vector collection
+	VectorProbe       int           // LESSONFLOW_VECTOR_PROBE: most IVF lists an embedded-store search scans
+	VectorProbeMargin float64       // LESSONFLOW_VECTOR_PROBE_MARGIN: the adaptive probe's margin (negative: fixed)
 	MilvusAddress     string        // MILVUS_ADDRESS: use Milvus for lesson vectors instead of sqlite-vec
 	MilvusToken       string        // MILVUS_TOKEN: API key or user:password token
 	MilvusUsername    string        // MILVUS_USERNAME
@@ -74,6 +77,8 @@ var Settings = []Setting{
 	{"LESSONFLOW_TEMPORAL_UI_PORT", "8233", "dev server Web UI port"},
 	{"LESSONFLOW_TEMPORAL_PORT", "7233", "dev server gRPC port"},
 	{"LESSONFLOW_EMBED_MODEL", "mobilenet_v1_1.0_224_embed", "embedding model (a models/manifests id); with its dimension it names the vector collection"},
+	{"LESSONFLOW_VECTOR_PROBE", "4", "embedded vector store (sqlite-vec): the most IVF lists a search scans, 1-256; more buys recall on embeddings that cluster loosely, at about a millisecond a list"},
+	{"LESSONFLOW_VECTOR_PROBE_MARGIN", "0.15", "embedded vector store: besides the nearest list, a search scans those whose centroid's squared distance is within 1+margin of the nearest's; negative scans LESSONFLOW_VECTOR_PROBE lists always"},
 	{"MILVUS_ADDRESS", "(unset: sqlite-vec)", "Milvus `host:port` or URL (`https://` for TLS, a path names the database) for lesson vectors; unset keeps them in `<data dir>/vectors/`"},
 	{"MILVUS_TOKEN", "(unset: no credentials)", "Milvus API key (Zilliz Cloud) or `user:password` token. Secret: never logged"},
 	{"MILVUS_USERNAME", "(unset)", "Milvus user, with `MILVUS_PASSWORD`: the other way to authenticate"},
@@ -140,6 +145,14 @@ func FromEnv() (Config, error) {
 	c.TemporalPort = int(num("LESSONFLOW_TEMPORAL_PORT", 7233))
 	c.PostgresMaxConns = int(num("LESSONFLOW_POSTGRES_MAX_CONNS", 16))
 	c.SourceCacheBytes = num("LESSONFLOW_SOURCE_CACHE_BYTES", 10<<30)
+	if c.VectorProbe = int(num("LESSONFLOW_VECTOR_PROBE", 4)); c.VectorProbe > 256 {
+		errs = append(errs, fmt.Errorf("LESSONFLOW_VECTOR_PROBE: want 1-256, got %d", c.VectorProbe))
+	}
+	m, err := strconv.ParseFloat(env("LESSONFLOW_VECTOR_PROBE_MARGIN", "0.15"), 64)
+	if err != nil || math.IsNaN(m) || math.IsInf(m, 0) || m == 0 {
+		errs = append(errs, fmt.Errorf("LESSONFLOW_VECTOR_PROBE_MARGIN: want a non-zero number such as 0.15 (negative: a fixed probe), got %q", os.Getenv("LESSONFLOW_VECTOR_PROBE_MARGIN")))
+	}
+	c.VectorProbeMargin = m
 	d, err := time.ParseDuration(env("LESSONFLOW_MAX_DURATION", "4h"))
 	if err != nil || d <= 0 {
 		errs = append(errs, fmt.Errorf("LESSONFLOW_MAX_DURATION: want a duration like 4h, got %q", os.Getenv("LESSONFLOW_MAX_DURATION")))

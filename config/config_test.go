@@ -77,3 +77,27 @@ func TestBlobSettings(t *testing.T) {
 		t.Fatalf("want an error naming LESSONFLOW_S3_INSECURE, got %v", err)
 	}
 }
+
+// The embedded store's probe settings: defaults, the fixed probe, and
+// values the store would refuse.
+func TestVectorProbeSettings(t *testing.T) {
+	for _, s := range Settings {
+		t.Setenv(s.Env, "")
+	}
+	c, err := FromEnv()
+	if err != nil || c.VectorProbe != 4 || c.VectorProbeMargin != 0.15 {
+		t.Fatalf("defaults: probe %d margin %g, %v", c.VectorProbe, c.VectorProbeMargin, err)
+	}
+	t.Setenv("LESSONFLOW_VECTOR_PROBE", "8")
+	t.Setenv("LESSONFLOW_VECTOR_PROBE_MARGIN", "-1")
+	if c, err = FromEnv(); err != nil || c.VectorProbe != 8 || c.VectorProbeMargin != -1 {
+		t.Fatalf("probe 8, fixed: probe %d margin %g, %v", c.VectorProbe, c.VectorProbeMargin, err)
+	}
+	for _, bad := range [][2]string{{"300", "0.15"}, {"0", "0.15"}, {"4", "0"}, {"4", "NaN"}, {"4", "wide"}} {
+		t.Setenv("LESSONFLOW_VECTOR_PROBE", bad[0])
+		t.Setenv("LESSONFLOW_VECTOR_PROBE_MARGIN", bad[1])
+		if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "LESSONFLOW_VECTOR_PROBE") {
+			t.Errorf("probe %q margin %q: want an error naming the setting, got %v", bad[0], bad[1], err)
+		}
+	}
+}

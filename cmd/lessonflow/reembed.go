@@ -41,7 +41,9 @@ func openVectors(ctx context.Context, cfg config.Config) (vectorstore.Store, err
 		return vectorstore.OpenMilvus(ctx, vectorstore.MilvusConfig{Address: cfg.MilvusAddress, Token: cfg.MilvusToken,
 			Username: cfg.MilvusUsername, Password: cfg.MilvusPassword}, name, dim)
 	}
-	return vectorstore.OpenSQLiteVec(cfg.Path("vectors"), name, dim)
+	opts := vectorstore.DefaultSQLiteVecOptions
+	opts.Probe, opts.ProbeMargin = cfg.VectorProbe, cfg.VectorProbeMargin
+	return vectorstore.OpenSQLiteVecOptions(cfg.Path("vectors"), name, dim, opts)
 }
 
 // runReembed starts (or finds running) the workflow that fills the
