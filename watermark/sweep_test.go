@@ -12,8 +12,10 @@ import (
 
 // TestSweep is the bitrate/robustness tradeoff experiment (WM_SWEEP=1;
 // WM_CLIP a shared clip name or "slide"/"dark", WM_FRAMES, and the WM_FLAT /
-// WM_MAX / WM_PERACT mask overrides of TestTune, WM_MOTION, and
-// WM_MARKED_ARGS: extra x264 arguments for the marked encode only). It
+// WM_MAX / WM_PERACT mask overrides of TestTune, WM_MOTION,
+// WM_MARKED_ARGS: extra x264 arguments for the marked encode only,
+// WM_PRESET: the rendition's x264 preset, and WM_RENDITION_ARGS: extra
+// arguments, both encodes). It
 // marks the clip, encodes the CRF 23 rendition (x264 veryfast) next to the
 // unmarked frames for the size cost, then re-encodes the rendition with
 // H.264 CRF 28 and 35 and H.265 CRF 28 and 35 and counts 32-frame windows with the
@@ -28,8 +30,11 @@ func TestSweep(t *testing.T) {
 	fps := probeFPS(t, x.path)
 	sy, _ := ssimY(t, orig, c)
 	fr := strconv.FormatFloat(fps, 'f', 3, 64)
-	plain := encode(t, orig, fr, x264Args("23")...)
-	marked := encode(t, c, fr, append(x264Args("23"), strings.Fields(os.Getenv("WM_MARKED_ARGS"))...)...)
+	rendArgs := x264Args("23")
+	rendArgs[3] = envOr("WM_PRESET", "veryfast") // after "-preset"
+	rendArgs = append(rendArgs, strings.Fields(os.Getenv("WM_RENDITION_ARGS"))...)
+	plain := encode(t, orig, fr, rendArgs...)
+	marked := encode(t, c, fr, append(rendArgs, strings.Fields(os.Getenv("WM_MARKED_ARGS"))...)...)
 	sp, sm := fileSizeOf(t, plain), fileSizeOf(t, marked)
 	secs := float64(len(c.frames)) / fps
 	kbps := func(b int64) float64 { return float64(b) * 8 / secs / 1000 }
@@ -52,8 +57,8 @@ func TestSweep(t *testing.T) {
 	if vf := os.Getenv("WM_SWEEP_VF"); vf != "" {
 		t.Logf("SWEEP %s x264-28 + %s: %s", clip, vf, count(decodeRaw(t, encode(t, rend, fr, x264Args("28")...), vf, 0)))
 	}
-	t.Logf("SWEEP %s grid=%s level=%d cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s x265-35 %s",
-		clip, x.grid, blockLevel, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
+	t.Logf("SWEEP %s preset=%s %s grid=%s level=%d cells=%d interp=%s flat=%.2f max=%.2f | PSNR %.2f SSIM %.4f | size %+.1f%% (%.0f -> %.0f kbps, %+.0f kbps) | crf23 %s x264-28 %s x264-35 %s x265-28 %s x265-35 %s",
+		clip, envOr("WM_PRESET", "veryfast"), os.Getenv("WM_RENDITION_ARGS"), x.grid, blockLevel, cellsFor(c.w), os.Getenv("WM_INTERP"), ampFlat, ampMax, psnrY(orig, c), sy,
 		100*(float64(sm)/float64(sp)-1), kbps(sp), kbps(sm), kbps(sm)-kbps(sp), res[0], res[1], res[2], res[3], res[4])
 }
 
