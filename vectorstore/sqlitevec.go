@@ -117,7 +117,8 @@ type SQLiteVecOptions struct {
 	// distance to the query is at most 1+ProbeMargin times the nearest's
 	// (default 0.15; negative: always Probe lists). A query deep inside one
 	// list scans that list alone; one between lists scans its neighbours.
-	// Each list scanned costs a KNN over its codes.
+	// Each list scanned costs a KNN over its codes. When Probe covers every
+	// list, all are scanned.
 	ProbeMargin float64
 }
 

@@ -77,8 +77,9 @@ func (q *quantizer) nearestList(v []float32) int {
 
 // probe returns the lists a search for v scans: the nearest, and of the
 // next n-1 nearest those whose squared distance to v is within 1+margin
-// times the nearest's (all n when margin < 0); nil when the collection has
-// no lists.
+// times the nearest's (all n when margin < 0). When n covers every list,
+// it returns them all, so that a small collection is searched whole
+// (exactly). nil when the collection has no lists.
 func (q *quantizer) probe(v []float32, n int, margin float64) []int {
 	if len(q.centroids) == 0 {
 		return nil
@@ -97,7 +98,7 @@ func (q *quantizer) probe(v []float32, n int, margin float64) []int {
 	limit := (vv - 2*float64(all[0].s)) * (1 + margin)
 	out := []int{all[0].list}
 	for _, c := range all[1:min(n, len(all))] {
-		if margin >= 0 && vv-2*float64(c.s) > limit {
+		if margin >= 0 && n < len(all) && vv-2*float64(c.s) > limit {
 			break
 		}
 		out = append(out, c.list)

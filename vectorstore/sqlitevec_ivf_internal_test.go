@@ -7,8 +7,8 @@ import (
 )
 
 // The adaptive probe scans one list for a query on a centroid, both lists
-// for a query between two, never more than n, and n when the margin is
-// negative.
+// for a query between two, never more than n, n when the margin is
+// negative, and every list when n covers them.
 func TestProbeMargin(t *testing.T) {
 	unit := func(xs ...float32) []float32 {
 		var n float32
@@ -22,10 +22,11 @@ func TestProbeMargin(t *testing.T) {
 	}
 	q := &quantizer{}
 	q.setCentroids([][]float32{
-		{0.8, 0, 0, 0},
-		{0, 0.8, 0, 0},
-		{0, 0, 0.8, 0},
-		{0, 0, 0, 0.8},
+		{0.8, 0, 0, 0, 0},
+		{0, 0.8, 0, 0, 0},
+		{0, 0, 0.8, 0, 0},
+		{0, 0, 0, 0.8, 0},
+		{0, 0, 0, 0, 0.8},
 	})
 	for _, c := range []struct {
 		name   string
@@ -34,13 +35,15 @@ func TestProbeMargin(t *testing.T) {
 		margin float64
 		want   []int
 	}{
-		{"on a centroid", unit(1, 0, 0, 0), 4, 0.15, []int{0}},
-		{"between two", unit(0, 1, 1, 0), 4, 0.15, []int{1, 2}},
-		{"nearer one, within the margin", unit(0, 1, 0.97, 0), 4, 0.15, []int{1, 2}},
-		{"nearer one, past the margin", unit(0, 1, 0.5, 0), 4, 0.15, []int{1}},
-		{"between all, capped", unit(1, 1, 1, 1), 3, 0.15, nil},
-		{"negative margin: always n", unit(1, 0, 0, 0), 3, -1, nil},
-		{"one list", unit(0, 1, 1, 0), 1, 0.15, nil},
+		{"on a centroid", unit(1, 0, 0, 0, 0), 4, 0.15, []int{0}},
+		{"between two", unit(0, 1, 1, 0, 0), 4, 0.15, []int{1, 2}},
+		{"nearer one, within the margin", unit(0, 1, 0.97, 0, 0), 4, 0.15, []int{1, 2}},
+		{"nearer one, past the margin", unit(0, 1, 0.5, 0, 0), 4, 0.15, []int{1}},
+		{"between all, capped", unit(1, 1, 1, 1, 1), 3, 0.15, nil},
+		{"negative margin: always n", unit(1, 0, 0, 0, 0), 3, -1, nil},
+		{"one list", unit(0, 1, 1, 0, 0), 1, 0.15, nil},
+		{"n covers every list: all, exact", unit(1, 0, 0, 0, 0), 5, 0.15, nil},
+		{"n past every list: all", unit(1, 0, 0, 0, 0), 9, 0.15, []int{0, 1, 2, 3, 4}},
 	} {
 		got := q.probe(c.v, c.n, c.margin)
 		switch {
