@@ -107,8 +107,9 @@ type SQLiteVecOptions struct {
 	// when this store fits the centre (a refit); the lists are kept in the
 	// file.
 	Clusters, MinListSize int
-	// Probe is the most lists a search scans (default 4: recall@10 0.998
-	// in bench-recs, as when scanning every list). With the defaults, a
+	// Probe is the most lists a search scans (default 4: recall@10 0.996
+	// in bench-recs with the default margin, 0.998 fixed, as when scanning
+	// every list). With the defaults, a
 	// collection under 2500 vectors has at most 4 lists and is searched
 	// whole.
 	Probe int
