@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +16,8 @@ import (
 // WM_MAX / WM_PERACT mask overrides of TestTune, WM_MOTION,
 // WM_MARKED_ARGS: extra x264 arguments for the marked encode only,
 // WM_PRESET: the rendition's x264 preset, and WM_RENDITION_ARGS: extra
-// arguments, both encodes). It
+// arguments, both encodes; WM_UNMARK_RECT and WM_GATE take the mark out of
+// a rectangle or of moving squares, see unmarkRect and motionGate). It
 // marks the clip, encodes the CRF 23 rendition (x264 veryfast) next to the
 // unmarked frames for the size cost, then re-encodes the rendition with
 // H.264 CRF 28 and 35 and H.265 CRF 28 and 35 and counts 32-frame windows with the
@@ -27,6 +29,8 @@ func TestSweep(t *testing.T) {
 	x := startExperiment(t, "WM_SWEEP", "Sintel_1080_10s_2MB.mp4", 128)
 	clip := x.clip
 	orig, c := x.orig, x.c
+	unmarkRect(t, orig, c)
+	motionGate(t, orig, c)
 	fps := probeFPS(t, x.path)
 	sy, _ := ssimY(t, orig, c)
 	fr := strconv.FormatFloat(fps, 'f', 3, 64)
@@ -91,4 +95,114 @@ func init() {
 	case "cos": // raised cosine: no slope discontinuity at cell centres
 		interpWeight = func(f float64) float64 { return (1 - math.Cos(math.Pi*f)) / 2 }
 	}
+}
+
+// unmarkRect restores the unmarked pixels of the rectangle WM_UNMARK_RECT
+// ("x0,y0,x1,y1") in every frame: where in the picture a mark's cost sits
+// (README, "Twenty-third round").
+func unmarkRect(t *testing.T, orig, c *rawClip) {
+	v := os.Getenv("WM_UNMARK_RECT")
+	if v == "" {
+		return
+	}
+	var x0, y0, x1, y1 int
+	if _, err := fmt.Sscanf(v, "%d,%d,%d,%d", &x0, &y0, &x1, &y1); err != nil || x0 < 0 || y0 < 0 || x1 > c.w || y1 > c.h || x0 >= x1 || y0 >= y1 {
+		t.Fatalf("WM_UNMARK_RECT %q: want x0,y0,x1,y1 inside %dx%d", v, c.w, c.h)
+	}
+	for i := range c.frames {
+		for y := y0; y < y1; y++ {
+			copy(c.frames[i][y*c.w+x0:y*c.w+x1], orig.frames[i][y*c.w+x0:y*c.w+x1])
+		}
+	}
+}
+
+// motionGate is the block grid's motion gate experiment, WM_GATE="T,D[,N[,CAP]]":
+// in each 32-frame block, a 32 px square whose mean absolute change
+// between consecutive frames (into the next block's first frame) exceeds
+// T levels in at least N frame pairs (default 1) carries no mark, and so
+// do its neighbours up to D squares away; with CAP, only the most-moving
+// squares, about CAP% of the frame after the dilation. The gate changes
+// only at block boundaries (README, "Twenty-third round").
+func motionGate(t *testing.T, orig, c *rawClip) {
+	v := os.Getenv("WM_GATE")
+	if v == "" {
+		return
+	}
+	var T float64
+	var D, N int
+	capPct := 100.0
+	if n, _ := fmt.Sscanf(v, "%g,%d,%d,%g", &T, &D, &N, &capPct); n < 2 || D < 0 {
+		t.Fatalf("WM_GATE %q: want T,D[,N[,CAP]]", v)
+	}
+	N = max(N, 1)
+	const sq, blk = 32, 32
+	nx, ny := (c.w+sq-1)/sq, (c.h+sq-1)/sq
+	gated, total := 0, 0
+	for b := 0; b*blk < len(c.frames); b++ {
+		moves := make([]int, nx*ny)
+		energy := make([]float64, nx*ny)
+		last := min((b+1)*blk, len(c.frames)-1)
+		for f := b * blk; f < last; f++ {
+			a, n := orig.frames[f], orig.frames[f+1]
+			for cy := 0; cy < ny; cy++ {
+				for cx := 0; cx < nx; cx++ {
+					var s, cnt float64
+					for y := cy * sq; y < min((cy+1)*sq, c.h); y++ {
+						for x := cx * sq; x < min((cx+1)*sq, c.w); x++ {
+							d := float64(a[y*c.w+x]) - float64(n[y*c.w+x])
+							s += math.Abs(d)
+							cnt++
+						}
+					}
+					if s/cnt > T {
+						moves[cy*nx+cx]++
+					}
+					energy[cy*nx+cx] += s / cnt
+				}
+			}
+		}
+		// The cap keeps the most-moving squares; dilation multiplies them.
+		order := make([]int, 0, nx*ny)
+		for i := range moves {
+			if moves[i] >= N {
+				order = append(order, i)
+			}
+		}
+		sort.Slice(order, func(a, b int) bool { return energy[order[a]] > energy[order[b]] })
+		limit := int(capPct / 100 * float64(nx*ny) / float64((2*D+1)*(2*D+1)))
+		if len(order) > limit {
+			for _, i := range order[limit:] {
+				moves[i] = 0
+			}
+		}
+		gate := make([]bool, nx*ny)
+		for cy := 0; cy < ny; cy++ {
+			for cx := 0; cx < nx; cx++ {
+				if moves[cy*nx+cx] < N {
+					continue
+				}
+				for dy := -D; dy <= D; dy++ {
+					for dx := -D; dx <= D; dx++ {
+						if x, y := cx+dx, cy+dy; x >= 0 && y >= 0 && x < nx && y < ny {
+							gate[y*nx+x] = true
+						}
+					}
+				}
+			}
+		}
+		for i, g := range gate {
+			total++
+			if !g {
+				continue
+			}
+			gated++
+			cx, cy := i%nx, i/nx
+			for f := b * blk; f < min((b+1)*blk, len(c.frames)); f++ {
+				for y := cy * sq; y < min((cy+1)*sq, c.h); y++ {
+					copy(c.frames[f][y*c.w+cx*sq:y*c.w+min((cx+1)*sq, c.w)], orig.frames[f][y*c.w+cx*sq:y*c.w+min((cx+1)*sq, c.w)])
+				}
+			}
+		}
+	}
+	t.Logf("GATE %s: %.1f%% of squares unmarked", v, 100*float64(gated)/float64(total))
 }
