@@ -110,9 +110,15 @@ func unmarkRect(t *testing.T, orig, c *rawClip) {
 		t.Fatalf("WM_UNMARK_RECT %q: want x0,y0,x1,y1 inside %dx%d", v, c.w, c.h)
 	}
 	for i := range c.frames {
-		for y := y0; y < y1; y++ {
-			copy(c.frames[i][y*c.w+x0:y*c.w+x1], orig.frames[i][y*c.w+x0:y*c.w+x1])
-		}
+		restoreRect(orig, c, i, x0, y0, x1, y1)
+	}
+}
+
+// restoreRect copies frame i's unmarked luma in [x0,x1)×[y0,y1) back
+// over the marked copy.
+func restoreRect(orig, c *rawClip, i, x0, y0, x1, y1 int) {
+	for y := y0; y < y1; y++ {
+		copy(c.frames[i][y*c.w+x0:y*c.w+x1], orig.frames[i][y*c.w+x0:y*c.w+x1])
 	}
 }
 
@@ -198,9 +204,7 @@ func motionGate(t *testing.T, orig, c *rawClip) {
 			gated++
 			cx, cy := i%nx, i/nx
 			for f := b * blk; f < min((b+1)*blk, len(c.frames)); f++ {
-				for y := cy * sq; y < min((cy+1)*sq, c.h); y++ {
-					copy(c.frames[f][y*c.w+cx*sq:y*c.w+min((cx+1)*sq, c.w)], orig.frames[f][y*c.w+cx*sq:y*c.w+min((cx+1)*sq, c.w)])
-				}
+				restoreRect(orig, c, f, cx*sq, cy*sq, min((cx+1)*sq, c.w), min((cy+1)*sq, c.h))
 			}
 		}
 	}
