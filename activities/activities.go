@@ -73,6 +73,9 @@ type Activities struct {
 	WatermarkKeys *watermark.Keyring
 	// Encode is the renditions' H.264 encode (zero fields: media.DefaultEncode).
 	Encode media.EncodeOptions
+	// NoMotionGate marks every square of the block grid in every frame,
+	// moving or not (LESSONFLOW_WATERMARK_MOTION_GATE=off).
+	NoMotionGate bool
 	// SegmentSeconds is the watermark pass's resumable segment length (0: media's default).
 	SegmentSeconds float64
 	// SampleCheckpoint is how often the coarse sampling stage stores where

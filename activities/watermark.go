@@ -225,6 +225,10 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 	if c := vs.Colour; c != (media.Colour{}) {
 		planIn = fmt.Appendf(planIn, "|colour=%s/%s/%s", c.Matrix, c.Primaries, c.Transfer)
 	}
+	// Likewise the motion gate, which only the block grid has.
+	if grid == watermark.GridBlock && !a.NoMotionGate {
+		planIn = fmt.Appendf(planIn, "|gate=%d", watermark.GateVersion)
+	}
 	planSum := sha256.Sum256(planIn)
 	plan := hex.EncodeToString(planSum[:8])
 	segPrefix := renditionWorkPrefix(in.VideoID) + plan + "/"
@@ -283,16 +287,18 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 				mu.Unlock()
 			},
 		}
-		mark := MarkPass(ctx, marker, vs, &opt)
+		mark, markDone := MarkPass(ctx, src, marker, vs, &opt, !a.NoMotionGate)
 		tr, err := media.EncodeSegments(ctx, src, opt, func(f media.RawFrame) error {
 			if err := mark(f); err != nil {
-				if ctx.Err() != nil {
+				var ge *gateError
+				if ctx.Err() != nil || errors.As(err, &ge) { // the gate's decode may do better next time
 					return err
 				}
 				return &markError{err}
 			}
 			return nil
 		})
+		markDone()
 		var me *markError
 		if errors.As(err, &me) { // e.g. a frame too small to carry the mark: no retry helps
 			return WatermarkResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrWatermarkConfig, err)
@@ -344,18 +350,38 @@ func (a *Activities) watermark(ctx context.Context, in WatermarkInput) (Watermar
 		KeyID: rec.KeyID, Frames: total, Grid: grid.String(), Resumed: resumed, Seeked: seeked}, nil
 }
 
-// MarkPass readies a pass over vs to mark every frame with marker: it
-// returns the transform that marks a frame in Go and, when the mark is the
-// same in every frame (the block grid), also sets opt.LumaOffsets, so that
-// one ffmpeg process adds it and the frames skip the relay through Go (the
-// transform is then the fallback).
-func MarkPass(ctx context.Context, marker *watermark.VideoMarker, vs media.VideoStream, opt *media.TranscodeOptions) func(media.RawFrame) error {
-	if !vs.Still {
-		opt.LumaOffsets, _ = marker.Offsets(vs.DecodedSize())
-	}
-	return func(f media.RawFrame) error {
+// MarkPass readies a pass over src (probed as vs) to mark every frame with
+// marker: it returns the transform that marks a frame in Go and, when the
+// mark does not depend on the picture (the block grid), also sets
+// opt.LumaOffsets, so that one ffmpeg process adds it and the frames skip
+// the relay through Go (the transform is then the fallback). With gate,
+// the block grid's mark leaves out the squares that keep moving, block by
+// block (watermark.MotionGate; opt.OffsetBlocks instead). done ends what
+// the pass started; call it once the pass is over.
+func MarkPass(ctx context.Context, src string, marker *watermark.VideoMarker, vs media.VideoStream, opt *media.TranscodeOptions, gate bool) (mark func(media.RawFrame) error, done func()) {
+	mark = func(f media.RawFrame) error {
 		return marker.Mark(ctx, watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, f.Index)
 	}
+	if vs.Still {
+		return mark, func() {}
+	}
+	offsets, ok := marker.Offsets(vs.DecodedSize())
+	if !ok || !gate {
+		opt.LumaOffsets = offsets
+		return mark, func() {}
+	}
+	planes := newGatedPlanes(ctx, src, vs, marker)
+	opt.OffsetBlocks = &media.OffsetBlocks{Frames: watermark.GateFrames, Plane: planes.Plane}
+	return func(f media.RawFrame) error {
+		plane, err := planes.Plane(ctx, f.Index/watermark.GateFrames)
+		if err != nil {
+			return &gateError{fmt.Errorf("mark frame %d: %w", f.Index, err)}
+		}
+		if len(plane) != f.Width*f.Height { // a stream that changed size, which the fallback is for
+			return mark(f)
+		}
+		return watermark.AddOffsets(watermark.Frame{Y: f.Y, Width: f.Width, Height: f.Height, Stride: f.Width}, plane)
+	}, planes.Close
 }
 
 // gridSampleFrames keyframes, spread over the video, decide its grid.
@@ -567,3 +593,10 @@ type markError struct{ err error }
 
 func (e *markError) Error() string { return e.err.Error() }
 func (e *markError) Unwrap() error { return e.err }
+
+// gateError: the motion gate's planes could not be had (its decode failed),
+// which a retry may not see again.
+type gateError struct{ err error }
+
+func (e *gateError) Error() string { return e.err.Error() }
+func (e *gateError) Unwrap() error { return e.err }

@@ -104,6 +104,7 @@ var Settings = []Setting{
 	{"LESSONFLOW_WATERMARK_KEY", "(dev: generated)", "watermark keyring `id:HEX,...` (secrets 16-64 bytes); the first key marks new videos, all are tried by detection. Secret: never logged"},
 	{"LESSONFLOW_WATERMARK_CRF", "23", "x264 CRF of the watermarked renditions (1-51)"},
 	{"LESSONFLOW_WATERMARK_PRESET", "medium", "x264 preset of the watermarked renditions"},
+	{"LESSONFLOW_WATERMARK_MOTION_GATE", "on", "`on`: on the block grid (screen content), squares that keep moving through a 32-frame block carry no mark in it, which saves most of what a scrolling editor's mark costs; `off`: every square, every frame"},
 	{"LESSONFLOW_DETECT_MAX_BYTES", "268435456", "`POST /v1/watermark/detect` upload limit (413 past it)"},
 	{"LESSONFLOW_DETECT_TIMEOUT", "60s", "time bound of one detection request"},
 }

@@ -17,6 +17,7 @@ type WatermarkConfig struct {
 	// without, and the watermark stage fails with that reason.
 	Key            string
 	Encode         media.EncodeOptions // LESSONFLOW_WATERMARK_CRF, LESSONFLOW_WATERMARK_PRESET
+	MotionGate     bool                // LESSONFLOW_WATERMARK_MOTION_GATE: the block grid leaves out squares that keep moving
 	DetectMaxBytes int64               // LESSONFLOW_DETECT_MAX_BYTES: POST /v1/watermark/detect upload limit
 	DetectTimeout  time.Duration       // LESSONFLOW_DETECT_TIMEOUT: CPU time bound of one detection
 }
@@ -45,6 +46,12 @@ func (w *WatermarkConfig) fromEnv() []error {
 	w.Encode = media.EncodeOptions{CRF: crf, Preset: env("LESSONFLOW_WATERMARK_PRESET", "medium")}
 	if err := w.Encode.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("LESSONFLOW_WATERMARK_CRF/PRESET: %w", err))
+	}
+	switch v := env("LESSONFLOW_WATERMARK_MOTION_GATE", "on"); v {
+	case "on", "off":
+		w.MotionGate = v == "on"
+	default:
+		errs = append(errs, fmt.Errorf("LESSONFLOW_WATERMARK_MOTION_GATE: want on or off, got %q", v))
 	}
 	w.DetectMaxBytes, err = strconv.ParseInt(env("LESSONFLOW_DETECT_MAX_BYTES", "268435456"), 10, 64)
 	if err != nil || w.DetectMaxBytes <= 0 {

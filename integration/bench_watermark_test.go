@@ -37,6 +37,8 @@ import (
 // timed against (default veryfast, what every round so far measured; the
 // product serves LESSONFLOW_WATERMARK_PRESET, default medium). The attacks'
 // re-encodes stay at veryfast/ultrafast, so their rows compare across runs.
+// LESSONFLOW_BENCH_WATERMARK_GATE=off marks the block grid's moving squares
+// too (LESSONFLOW_WATERMARK_MOTION_GATE=off; default on, as served).
 func TestWatermarkBench(t *testing.T) {
 	if os.Getenv("LESSONFLOW_BENCH_WATERMARK") == "" {
 		t.Skip("a benchmark: run with LESSONFLOW_BENCH_WATERMARK=1 (make bench-watermark)")
@@ -45,6 +47,10 @@ func TestWatermarkBench(t *testing.T) {
 	enc := media.EncodeOptions{CRF: 23, Preset: cmp.Or(os.Getenv("LESSONFLOW_BENCH_WATERMARK_PRESET"), "veryfast")}
 	if err := enc.Validate(); err != nil {
 		t.Fatalf("LESSONFLOW_BENCH_WATERMARK_PRESET: %v", err)
+	}
+	gate := cmp.Or(os.Getenv("LESSONFLOW_BENCH_WATERMARK_GATE"), "on")
+	if gate != "on" && gate != "off" {
+		t.Fatalf("LESSONFLOW_BENCH_WATERMARK_GATE: want on or off, got %q", gate)
 	}
 	rendition := []string{"-c:v", "libx264", "-preset", enc.Preset, "-crf", "23", "-pix_fmt", "yuv420p"}
 	kr, err := watermark.ParseKeyring("bench:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
@@ -125,6 +131,9 @@ func TestWatermarkBench(t *testing.T) {
 		var markTime time.Duration
 		var q wmQuality
 		marker, index := emb.Video(payload, cs.grid, 0), 0
+		// The pass's marking, gate included; the embed time is Mark's.
+		var popt media.TranscodeOptions
+		passMark, passDone := activities.MarkPass(context.Background(), c.path, marker, vs, &popt, gate == "on")
 		n := wmDecode(t, c.path, c.secs, "", func(f []byte, w, h int) {
 			orig := append([]byte(nil), f...)
 			if _, err := pl.Write(orig); err != nil {
@@ -134,8 +143,14 @@ func TestWatermarkBench(t *testing.T) {
 			if err := marker.Mark(context.Background(), watermark.Frame{Y: f[:w*h], Width: w, Height: h, Stride: w}, index); err != nil {
 				t.Fatal(err)
 			}
-			index++
 			markTime += time.Since(start)
+			if popt.OffsetBlocks != nil {
+				copy(f[:w*h], orig[:w*h])
+				if err := passMark(media.RawFrame{Y: f[:w*h], Width: w, Height: h, Index: index}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			index++
 			q.add(orig[:w*h], f[:w*h], w, h)
 			if _, err := mk.Write(f); err != nil {
 				t.Fatal(err)
@@ -143,6 +158,7 @@ func TestWatermarkBench(t *testing.T) {
 		})
 		mk.close(t)
 		pl.close(t)
+		passDone()
 		cs.embedMS = markTime.Seconds() * 1000 / float64(n)
 		cs.psnr, cs.ssim = q.psnr(), q.ssim()
 		cs.sizePct = 100 * (float64(fileSize(t, master))/float64(fileSize(t, plain)) - 1)
@@ -215,10 +231,11 @@ func TestWatermarkBench(t *testing.T) {
 				t.Fatal(err)
 			}
 			opt := media.TranscodeOptions{Encode: enc, Stream: &vs}
-			mark := activities.MarkPass(context.Background(), emb.Video(payload, grid, 0), vs, &opt)
+			mark, done := activities.MarkPass(context.Background(), c.path, emb.Video(payload, grid, 0), vs, &opt, gate == "on")
 			if _, err := media.Transcode(context.Background(), c.path, out, opt, mark); err != nil {
 				t.Fatalf("transcode %s: %v", c.name, err)
 			}
+			done()
 			passes = append(passes, time.Since(start).Seconds())
 			start = time.Now()
 			wmFFmpeg(t, "-i", c.path, "-c:v", "libx264", "-crf", "23", "-preset", enc.Preset, "-c:a", "copy", filepath.Join(dir, "plainpass.mp4"))

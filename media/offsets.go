@@ -1,16 +1,18 @@
 package media
 
 // The one-process pass: when every frame gets the same luma offsets
-// (TranscodeOptions.LumaOffsets), one ffmpeg run decodes, adds them with
-// the blend filter and encodes, in segments cut by its segment muxer. It
-// makes the same frames as the pipe with a transform adding the offsets,
-// cut into the same segments.
+// (TranscodeOptions.LumaOffsets), or every frame of a block of frames
+// (OffsetBlocks, fed on stdin), one ffmpeg run decodes, adds them with the
+// blend filter and encodes, in segments cut by its segment muxer. It makes
+// the same frames as the pipe with a transform adding the offsets, cut
+// into the same segments.
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +25,7 @@ import (
 var errOffsetsFailed = errors.New("one-process pass failed")
 
 func withoutOffsets(opt TranscodeOptions) TranscodeOptions {
-	opt.LumaOffsets = nil
+	opt.LumaOffsets, opt.OffsetBlocks = nil, nil
 	return opt
 }
 
@@ -40,25 +42,49 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 	start := opt.StartSegment * segFrames
 	res := TranscodeResult{Stream: vs, SegmentFrames: segFrames, Frames: start, Seeked: resumeSeek > 0}
 	w, h := vs.DecodedSize()
-	if len(opt.LumaOffsets) != w*h {
+	if opt.OffsetBlocks == nil && len(opt.LumaOffsets) != w*h {
 		return res, fmt.Errorf("%w: %d luma offsets for %dx%d frames", errOffsetsFailed, len(opt.LumaOffsets), w, h)
 	}
 	if err := os.MkdirAll(opt.WorkDir, 0o755); err != nil {
 		return res, err
 	}
-	plane, err := os.CreateTemp(opt.WorkDir, "offsets-*.yuv")
-	if err != nil {
-		return res, err
-	}
-	defer os.Remove(plane.Name())
-	// One yuv420p frame: the offsets, and chroma at 128, which the blend
-	// leaves as it is.
-	_, err = plane.Write(append(append([]byte(nil), opt.LumaOffsets...), strings.Repeat("\x80", 2*(w/2)*(h/2))...))
-	if cerr := plane.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return res, err
+	// One yuv420p frame per plane: the offsets, and chroma at 128, which
+	// the blend leaves as it is.
+	chroma := []byte(strings.Repeat("\x80", 2*(w/2)*(h/2)))
+	planeInput := []string{"-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", fmt.Sprintf("%dx%d", w, h)}
+	planes, planesChain := "[1:v]", ""
+	planeName := ""
+	if opt.OffsetBlocks == nil {
+		plane, err := os.CreateTemp(opt.WorkDir, "offsets-*.yuv")
+		if err != nil {
+			return res, err
+		}
+		defer os.Remove(plane.Name())
+		_, err = plane.Write(append(append([]byte(nil), opt.LumaOffsets...), chroma...))
+		if cerr := plane.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return res, err
+		}
+		planeName = plane.Name()
+		planeInput = append(planeInput, "-i", "file:"+planeName)
+	} else {
+		// The blocks' planes come on stdin, each stamped with its block's
+		// first frame in the decoded frames' time base (1/rate, counted
+		// from this run's first frame): blend takes, for every frame, the
+		// newest plane not after it. The run's first block may have begun
+		// before it.
+		heads, err := os.CreateTemp(opt.WorkDir, "offsets-*")
+		if err != nil {
+			return res, err
+		}
+		heads.Close()
+		defer os.Remove(heads.Name())
+		planeName = heads.Name()
+		b := opt.OffsetBlocks.Frames
+		planeInput = append(planeInput, "-protocol_whitelist", "pipe", "-i", "pipe:0")
+		planes, planesChain = "[planes]", fmt.Sprintf("[1:v]settb=%s,setpts='max(0,N*%d-%d)'[planes];", invRate(vs.Rate), b, start%b)
 	}
 
 	// setpts: the frames are numbered from 0, as the pipe's encoder numbers
@@ -67,16 +93,16 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 	if resumeSeek > 0 {
 		spec.startFrame = 0
 	}
-	graph := "[0:V:0]" + spec.filter() + ",setpts=PTS-STARTPTS,format=yuv420p"
+	graph := planesChain + "[0:V:0]" + spec.filter() + ",setpts=PTS-STARTPTS,format=yuv420p"
 	headsPath := ""
 	if !opt.Whole {
-		headsPath = filepath.Join(opt.WorkDir, filepath.Base(plane.Name())+".heads")
+		headsPath = filepath.Join(opt.WorkDir, filepath.Base(planeName)+".heads")
 		defer os.Remove(headsPath)
 		graph += fmt.Sprintf(",split[src][all];[all]select='not(mod(n\\,%d))'[heads];[src]", segFrames)
 	} else {
 		graph += "[src];[src]"
 	}
-	graph += "[1:v]blend=all_mode=grainmerge"
+	graph += planes + "blend=all_mode=grainmerge"
 	if vs.SAR != "" {
 		graph += ",setsar=" + strings.Replace(vs.SAR, ":", "/", 1)
 	}
@@ -85,9 +111,8 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 	if resumeSeek > 0 {
 		args = append(args, "-ss", strconv.FormatFloat(resumeSeek, 'f', 3, 64))
 	}
-	args = append(args, "-i", "file:"+src,
-		"-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", fmt.Sprintf("%dx%d", w, h), "-i", "file:"+plane.Name(),
-		"-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-map_metadata", "-1", "-map_chapters", "-1")
+	args = append(append(args, "-i", "file:"+src), planeInput...)
+	args = append(args, "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-map_metadata", "-1", "-map_chapters", "-1")
 	args = append(append(args, enc.x264Args()...), vs.colourArgs()...)
 	part := func(i int) string { return SegmentPath(opt.WorkDir, i) + ".part" }
 	if opt.Whole {
@@ -113,9 +138,17 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 			"-f", "framehash", "-hash", "sha256", "file:"+headsPath)
 	}
 	args = append(args, "-progress", "pipe:1")
-	proc, err := startFFmpeg(ctx, args, false, true)
+	proc, err := startFFmpeg(ctx, args, opt.OffsetBlocks != nil, true)
 	if err != nil {
 		return res, err
+	}
+	planesDone := make(chan error, 1)
+	if opt.OffsetBlocks != nil {
+		go func() {
+			planesDone <- feedPlanes(ctx, proc, opt.OffsetBlocks, start/opt.OffsetBlocks.Frames, w*h, chroma)
+		}()
+	} else {
+		planesDone <- nil
 	}
 
 	// next is the first segment not reported; whatever was not reported
@@ -200,11 +233,14 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 		}
 	}
 	waitErr := proc.wait()
+	planeErr := <-planesDone
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()
 	case loopErr != nil:
 		return res, loopErr
+	case planeErr != nil:
+		return res, planeErr
 	case waitErr != nil:
 		return res, fmt.Errorf("%w: %w", errOffsetsFailed, waitErr)
 	case frames == 0 && resumeSeek > 0:
@@ -231,6 +267,42 @@ func encodeOffsets(ctx context.Context, src string, opt TranscodeOptions, vs Vid
 		}
 	}
 	return res, nil
+}
+
+// feedPlanes writes the offset planes from block first on, until the last
+// (or until ffmpeg stops reading), then closes ffmpeg's stdin. A plane that
+// cannot be had stops ffmpeg: that error is the pass's, not ffmpeg's, so
+// it does not send the pass to the pipe (which would ask for it again).
+func feedPlanes(ctx context.Context, proc *ffmpegProc, ob *OffsetBlocks, first, size int, chroma []byte) error {
+	defer proc.stdin.Close()
+	for b := first; ; b++ {
+		plane, err := ob.Plane(ctx, b)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err == nil && len(plane) != size { // as a wrong LumaOffsets: the pipe's transform may cope
+			proc.cmd.Process.Kill()
+			return fmt.Errorf("%w: block %d: %d offsets for %d pixels", errOffsetsFailed, b, len(plane), size)
+		}
+		if err != nil {
+			proc.cmd.Process.Kill()
+			return fmt.Errorf("offsets of block %d: %w", b, err)
+		}
+		if _, err := proc.stdin.Write(plane); err != nil {
+			return nil // ffmpeg is gone: its exit says why
+		}
+		if _, err := proc.stdin.Write(chroma); err != nil {
+			return nil
+		}
+	}
+}
+
+// invRate is the time base of frames at rate ("30000/1001" or "25").
+func invRate(rate string) string {
+	if n, d, ok := strings.Cut(rate, "/"); ok {
+		return d + "/" + n
+	}
+	return "1/" + rate
 }
 
 func fileExists(path string) bool {

@@ -3,6 +3,7 @@ package media
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -63,7 +64,9 @@ func lumaPSNR(a, b []byte) float64 {
 // settings). Whole passes, segmented ones, resumes from a later segment
 // (by a seek checked against StartSum, or from the start when the sum is
 // missing or wrong), a rotated source and a full-range one; offsets of the
-// wrong size fall back to the pipe, with the same result.
+// wrong size fall back to the pipe, with the same result. All of it again
+// with a plane per block of 16 frames (OffsetBlocks), which the 25-frame
+// segments cut mid-block: a resume starts inside a block.
 func TestLumaOffsetsMatchPipe(t *testing.T) {
 	clip := lavfiClip(t)
 	rotated := filepath.Join(t.TempDir(), "rotated.mp4")
@@ -81,104 +84,133 @@ func TestLumaOffsetsMatchPipe(t *testing.T) {
 	if err != nil || len(first.Segments) != 4 || first.Segments[1].Next == "" {
 		t.Fatalf("pipe pass: %+v, %v", first, err)
 	}
-	for _, c := range []struct {
-		name   string
-		src    string
-		whole  bool
-		start  int
-		sum    string // StartSum
-		seeked bool
-		wrong  bool // offsets of another size: the pipe takes over
-	}{
-		{name: "segments", src: clip},
-		{name: "whole", src: clip, whole: true},
-		{name: "resume by seek", src: clip, start: 2, sum: first.Segments[1].Next, seeked: true},
-		{name: "resume without a sum", src: clip, start: 2},
-		{name: "resume with a wrong sum", src: clip, start: 2, sum: "0123456789abcdef"},
-		{name: "rotated", src: rotated},
-		{name: "full range", src: fullRange},
-		{name: "fallback", src: clip, start: 1, sum: first.Segments[0].Next, seeked: true, wrong: true},
-		{name: "whole fallback", src: clip, whole: true, wrong: true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			vs, err := ProbeStream(ctx, c.src)
-			if err != nil {
-				t.Fatal(err)
+	for _, blocks := range []bool{false, true} {
+		for _, c := range []struct {
+			name   string
+			src    string
+			whole  bool
+			start  int
+			sum    string // StartSum
+			seeked bool
+			wrong  bool // offsets of another size: the pipe takes over
+		}{
+			{name: "segments", src: clip},
+			{name: "whole", src: clip, whole: true},
+			{name: "resume by seek", src: clip, start: 2, sum: first.Segments[1].Next, seeked: true},
+			{name: "resume without a sum", src: clip, start: 2},
+			{name: "resume with a wrong sum", src: clip, start: 2, sum: "0123456789abcdef"},
+			{name: "rotated", src: rotated},
+			{name: "full range", src: fullRange},
+			{name: "fallback", src: clip, start: 1, sum: first.Segments[0].Next, seeked: true, wrong: true},
+			{name: "whole fallback", src: clip, whole: true, wrong: true},
+		} {
+			name := c.name
+			if blocks {
+				name += " by blocks"
 			}
-			w, h := vs.DecodedSize()
-			if c.src == rotated && (!vs.Rotated || w != 240 || h != 320) {
-				t.Fatalf("rotated clip: %+v decodes to %dx%d, want 240x320", vs, w, h)
-			}
-			off, add := offsetsFor(w, h, 7)
-			var transformed atomic.Int64
-			counting := func(f RawFrame) error { transformed.Add(1); return add(f) }
-			run := func(offsets []byte) (TranscodeResult, []Segment, []int) {
-				var reported []Segment
-				var progress []int
-				opt := TranscodeOptions{Encode: EncodeOptions{CRF: 23, Preset: "ultrafast"}, SegmentSeconds: 1,
-					WorkDir: t.TempDir(), StartSegment: c.start, StartSum: c.sum, Whole: c.whole, LumaOffsets: offsets,
-					OnSegment: func(s Segment) error { reported = append(reported, s); return nil },
-					Progress:  func(n int) { progress = append(progress, n) }}
-				res, err := EncodeSegments(ctx, c.src, opt, counting)
+			t.Run(name, func(t *testing.T) {
+				vs, err := ProbeStream(ctx, c.src)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if left, _ := filepath.Glob(filepath.Join(opt.WorkDir, "*.part")); len(left) > 0 {
-					t.Fatalf("partial files left: %v", left)
+				w, h := vs.DecodedSize()
+				if c.src == rotated && (!vs.Rotated || w != 240 || h != 320) {
+					t.Fatalf("rotated clip: %+v decodes to %dx%d, want 240x320", vs, w, h)
 				}
-				return res, reported, progress
-			}
-			pipe, pipeSegs, pipeProgress := run(nil)
-			piped := transformed.Swap(0)
-			offsets := off
-			if c.wrong {
-				offsets = off[:len(off)-2]
-			}
-			one, oneSegs, oneProgress := run(offsets)
-			switch {
-			case c.wrong && transformed.Load() != piped:
-				t.Fatalf("fallback transformed %d frames, the pipe %d", transformed.Load(), piped)
-			case !c.wrong && transformed.Load() != 0:
-				t.Fatalf("the one-process pass handed %d frames to the transform", transformed.Load())
-			}
-			if one.Seeked != c.seeked || pipe.Seeked != c.seeked {
-				t.Fatalf("seeked: one process %t, pipe %t, want %t", one.Seeked, pipe.Seeked, c.seeked)
-			}
-			if one.Frames != pipe.Frames || len(oneSegs) != len(pipeSegs) || len(one.Segments) != len(oneSegs) {
-				t.Fatalf("one process: %d frames, segments %+v; pipe: %d frames, %+v", one.Frames, oneSegs, pipe.Frames, pipeSegs)
-			}
-			if want := 100 - 25*c.start; len(pipeProgress) != want || len(oneProgress) != want || pipeProgress[want-1] != 100 ||
-				!slices.IsSorted(oneProgress) || oneProgress[want-1] != 100 {
-				t.Fatalf("progress: pipe %v, one process %v", pipeProgress, oneProgress)
-			}
-			for i := range pipeSegs {
-				p, o := pipeSegs[i], oneSegs[i]
-				if p.Index != o.Index || p.FirstFrame != o.FirstFrame || p.Frames != o.Frames || p.Next != o.Next {
-					t.Fatalf("segment %d: pipe %+v, one process %+v", i, p, o)
+				off, add := offsetsFor(w, h, 7)
+				const blockFrames = 16
+				planes := map[int][]byte{}
+				for b := range (100 + blockFrames - 1) / blockFrames {
+					planes[b], _ = offsetsFor(w, h, uint64(100+b))
 				}
-				pf, of := lumaFrames(t, p.Path), lumaFrames(t, o.Path)
-				if len(pf) != p.Frames || len(of) != p.Frames {
-					t.Fatalf("segment %d: %d frames decoded from the pipe's, %d from the one process's, want %d", i, len(pf), len(of), p.Frames)
-				}
-				// The first segment of a run starts both encoders alike: the
-				// same pictures bit for bit. After it the one process's
-				// encoder carries its rate control over and the pipe's starts
-				// afresh, so they agree to within coding noise; a frame out of
-				// place would not.
-				for k := range pf {
-					psnr := lumaPSNR(pf[k], of[k])
-					if i == 0 && psnr != math.Inf(1) || psnr < 30 {
-						t.Fatalf("segment %d frame %d: PSNR %.1f dB between the pipe's and the one process's", p.Index, k, psnr)
+				if blocks {
+					add = func(f RawFrame) error {
+						for i, v := range f.Y {
+							f.Y[i] = byte(max(0, min(255, int(v)+int(planes[f.Index/blockFrames][i])-128)))
+						}
+						return nil
 					}
 				}
-			}
-			if c.whole {
-				v, a := testenv.CountPackets(t, oneSegs[0].Path)
-				if v != 100 || a == 0 {
-					t.Fatalf("whole pass: %d video frames, %d audio packets", v, a)
+				var transformed atomic.Int64
+				counting := func(f RawFrame) error { transformed.Add(1); return add(f) }
+				run := func(offsets []byte) (TranscodeResult, []Segment, []int) {
+					var reported []Segment
+					var progress []int
+					opt := TranscodeOptions{Encode: EncodeOptions{CRF: 23, Preset: "ultrafast"}, SegmentSeconds: 1,
+						WorkDir: t.TempDir(), StartSegment: c.start, StartSum: c.sum, Whole: c.whole, LumaOffsets: offsets,
+						OnSegment: func(s Segment) error { reported = append(reported, s); return nil },
+						Progress:  func(n int) { progress = append(progress, n) }}
+					if blocks && offsets != nil {
+						opt.LumaOffsets = nil
+						opt.OffsetBlocks = &OffsetBlocks{Frames: blockFrames, Plane: func(_ context.Context, b int) ([]byte, error) {
+							p, ok := planes[b]
+							if !ok {
+								return nil, io.EOF
+							}
+							return p[:len(offsets)], nil // short when offsets is
+						}}
+					}
+					res, err := EncodeSegments(ctx, c.src, opt, counting)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if left, _ := filepath.Glob(filepath.Join(opt.WorkDir, "*.part")); len(left) > 0 {
+						t.Fatalf("partial files left: %v", left)
+					}
+					return res, reported, progress
 				}
-			}
-		})
+				pipe, pipeSegs, pipeProgress := run(nil)
+				piped := transformed.Swap(0)
+				offsets := off
+				if c.wrong {
+					offsets = off[:len(off)-2]
+				}
+				one, oneSegs, oneProgress := run(offsets)
+				switch {
+				case c.wrong && transformed.Load() != piped:
+					t.Fatalf("fallback transformed %d frames, the pipe %d", transformed.Load(), piped)
+				case !c.wrong && transformed.Load() != 0:
+					t.Fatalf("the one-process pass handed %d frames to the transform", transformed.Load())
+				}
+				if one.Seeked != c.seeked || pipe.Seeked != c.seeked {
+					t.Fatalf("seeked: one process %t, pipe %t, want %t", one.Seeked, pipe.Seeked, c.seeked)
+				}
+				if one.Frames != pipe.Frames || len(oneSegs) != len(pipeSegs) || len(one.Segments) != len(oneSegs) {
+					t.Fatalf("one process: %d frames, segments %+v; pipe: %d frames, %+v", one.Frames, oneSegs, pipe.Frames, pipeSegs)
+				}
+				if want := 100 - 25*c.start; len(pipeProgress) != want || len(oneProgress) != want || pipeProgress[want-1] != 100 ||
+					!slices.IsSorted(oneProgress) || oneProgress[want-1] != 100 {
+					t.Fatalf("progress: pipe %v, one process %v", pipeProgress, oneProgress)
+				}
+				for i := range pipeSegs {
+					p, o := pipeSegs[i], oneSegs[i]
+					if p.Index != o.Index || p.FirstFrame != o.FirstFrame || p.Frames != o.Frames || p.Next != o.Next {
+						t.Fatalf("segment %d: pipe %+v, one process %+v", i, p, o)
+					}
+					pf, of := lumaFrames(t, p.Path), lumaFrames(t, o.Path)
+					if len(pf) != p.Frames || len(of) != p.Frames {
+						t.Fatalf("segment %d: %d frames decoded from the pipe's, %d from the one process's, want %d", i, len(pf), len(of), p.Frames)
+					}
+					// The first segment of a run starts both encoders alike: the
+					// same pictures bit for bit. After it the one process's
+					// encoder carries its rate control over and the pipe's starts
+					// afresh, so they agree to within coding noise; a frame out of
+					// place would not.
+					for k := range pf {
+						psnr := lumaPSNR(pf[k], of[k])
+						if i == 0 && psnr != math.Inf(1) || psnr < 30 {
+							t.Fatalf("segment %d frame %d: PSNR %.1f dB between the pipe's and the one process's", p.Index, k, psnr)
+						}
+					}
+				}
+				if c.whole {
+					v, a := testenv.CountPackets(t, oneSegs[0].Path)
+					if v != 100 || a == 0 {
+						t.Fatalf("whole pass: %d video frames, %d audio packets", v, a)
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -528,6 +528,7 @@ type DecodeOptions struct {
 	MaxSeconds float64 // only the first MaxSeconds of the video (0: all)
 	MaxFrames  int     // at most this many frames (0: all)
 	MaxFPS     int     // sources faster than this are decoded at this rate (0: the source's rate)
+	StartFrame int     // drop the frames before this one (exact); indices still count from 0 at it
 	// Keyframes decodes only the source's keyframes, at least KeySpacing
 	// seconds apart: a cheap sample of a whole video.
 	Keyframes  bool
@@ -541,6 +542,9 @@ type DecodeOptions struct {
 // returned. Input that is not media yields an *InvalidError.
 func Decode(ctx context.Context, path string, opt DecodeOptions, fn func(RawFrame) error) (VideoStream, error) {
 	var vs VideoStream
+	if opt.StartFrame < 0 {
+		return vs, fmt.Errorf("decode %s: start frame %d", path, opt.StartFrame)
+	}
 	if opt.Stream != nil {
 		vs = *opt.Stream
 	} else {
@@ -560,7 +564,7 @@ func Decode(ctx context.Context, path string, opt DecodeOptions, fn func(RawFram
 		rate = ""
 	}
 	dec, err := startDecoder(ctx, path, decodeSpec{rate: rate, maxWidth: opt.MaxWidth, maxHeight: opt.MaxHeight,
-		maxSeconds: opt.MaxSeconds, maxFrames: opt.MaxFrames, keyframes: opt.Keyframes, keySpacing: opt.KeySpacing})
+		maxSeconds: opt.MaxSeconds, maxFrames: opt.MaxFrames, keyframes: opt.Keyframes, keySpacing: opt.KeySpacing, startFrame: opt.StartFrame})
 	if err != nil {
 		return vs, err
 	}
@@ -746,11 +750,27 @@ type TranscodeOptions struct {
 	// pass goes on from its first unfinished segment through the pipe and
 	// transform, which must add the same offsets. Not for samples.
 	LumaOffsets []byte
+	// OffsetBlocks is LumaOffsets for a mark that changes from one block of
+	// frames to the next (the block grid's motion gate): the same one
+	// process, fed the planes as a second input, and the same fallback to
+	// the pipe. Not with LumaOffsets.
+	OffsetBlocks *OffsetBlocks
 	// Whole encodes the pass as one segment that is the finished rendition:
 	// the source's audio muxed in, +faststart, never cut (StartSegment must
 	// be 0). For videos that fit one segment (FitsOneSegment), where a retry
 	// starts over anyway, it saves the MuxSegments run.
 	Whole bool
+}
+
+// OffsetBlocks are the luma offsets of a pass, block by block.
+type OffsetBlocks struct {
+	// Frames per block. Blocks start at its multiples, counted from the
+	// video's first frame, whatever segment a pass starts at.
+	Frames int
+	// Plane is block's plane, as LumaOffsets (the slice is not changed);
+	// io.EOF past the video's last block. A pass asks for blocks in order
+	// from the one holding its first frame.
+	Plane func(ctx context.Context, block int) ([]byte, error)
 }
 
 // FitsOneSegment reports whether vs, by its probed duration, fits one
@@ -823,8 +843,12 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	if opt.SeekKeyframe && opt.MaxFrames == 0 {
 		return TranscodeResult{}, errors.New("encode segments: only a sample (MaxFrames) may start at a keyframe")
 	}
-	if opt.LumaOffsets != nil && (opt.MaxFrames > 0 || opt.SeekSeconds > 0 || opt.EncodeCenter) {
+	offsets := opt.LumaOffsets != nil || opt.OffsetBlocks != nil
+	if offsets && (opt.MaxFrames > 0 || opt.SeekSeconds > 0 || opt.EncodeCenter) {
 		return TranscodeResult{}, errors.New("encode segments: luma offsets are for whole passes, not samples")
+	}
+	if opt.OffsetBlocks != nil && (opt.LumaOffsets != nil || opt.OffsetBlocks.Frames < 1 || opt.OffsetBlocks.Plane == nil) {
+		return TranscodeResult{}, errors.New("encode segments: offset blocks need a block length and planes, and no luma offsets")
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -837,7 +861,7 @@ func EncodeSegments(ctx context.Context, src string, opt TranscodeOptions, trans
 	} else if vs, err = ProbeStream(ctx, src); err != nil {
 		return TranscodeResult{}, err
 	}
-	if opt.LumaOffsets != nil && !vs.Still && vs.Rate != "" {
+	if offsets && !vs.Still && vs.Rate != "" {
 		var done TranscodeResult
 		err := errSeekMissed
 		if seek, ok := resumeSeek(opt, vs); ok {

@@ -34,6 +34,17 @@
 // of the secret; without the key the pattern can be neither read nor
 // forged.
 //
+// # Motion gate
+//
+// A fixed pattern is free where the picture stands still and costly where
+// it moves: every predicted block of a scrolling editor pays for the
+// pattern against the moving text. On GridBlock, MotionGate takes the mark
+// out, for one block of GateFrames frames, of the 32 px squares that moved
+// in at least 8 of the block's frame pairs, and of their neighbours, at
+// most a quarter of the frame (camera footage and animation move all
+// over). It reads only the block's own frames, so a resumed pass gates
+// alike; GatedOffsets is the block's plane.
+//
 // # Masking
 //
 // On GridFine, per 16x16 block the amplitude grows with texture (mean

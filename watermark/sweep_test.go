@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,91 +121,57 @@ func restoreRect(orig, c *rawClip, i, x0, y0, x1, y1 int) {
 	}
 }
 
-// motionGate is the block grid's motion gate experiment, WM_GATE="T,D[,N[,CAP]]":
-// in each 32-frame block, a 32 px square whose mean absolute change
-// between consecutive frames (into the next block's first frame) exceeds
-// T levels in at least N frame pairs (default 1) carries no mark, and so
-// do its neighbours up to D squares away; with CAP, only the most-moving
-// squares, about CAP% of the frame after the dilation. The gate changes
-// only at block boundaries (README, "Twenty-third round").
+// motionGate takes the mark out of the squares MotionGate gates, block by
+// block (WM_GATE=S: the gate reads the frames downscaled S times, by box
+// averages; the pass reads a half-size decode). The unmarked pixels are
+// put back, which is what GatedOffsets' plane makes of them.
 func motionGate(t *testing.T, orig, c *rawClip) {
 	v := os.Getenv("WM_GATE")
 	if v == "" {
 		return
 	}
-	var T float64
-	var D, N int
-	capPct := 100.0
-	if n, _ := fmt.Sscanf(v, "%g,%d,%d,%g", &T, &D, &N, &capPct); n < 2 || D < 0 {
-		t.Fatalf("WM_GATE %q: want T,D[,N[,CAP]]", v)
+	s, err := strconv.Atoi(v)
+	if err != nil || s < 1 || s > 8 {
+		t.Fatalf("WM_GATE %q: want a downscale factor, 1 to 8", v)
 	}
-	N = max(N, 1)
-	const sq, blk = 32, 32
-	nx, ny := (c.w+sq-1)/sq, (c.h+sq-1)/sq
-	gated, total := 0, 0
-	for b := 0; b*blk < len(c.frames); b++ {
-		moves := make([]int, nx*ny)
-		energy := make([]float64, nx*ny)
-		last := min((b+1)*blk, len(c.frames)-1)
-		for f := b * blk; f < last; f++ {
-			a, n := orig.frames[f], orig.frames[f+1]
-			for cy := 0; cy < ny; cy++ {
-				for cx := 0; cx < nx; cx++ {
-					var s, cnt float64
-					for y := cy * sq; y < min((cy+1)*sq, c.h); y++ {
-						for x := cx * sq; x < min((cx+1)*sq, c.w); x++ {
-							d := float64(a[y*c.w+x]) - float64(n[y*c.w+x])
-							s += math.Abs(d)
-							cnt++
+	g, err := NewMotionGate(c.w, c.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, fh := c.w/s, c.h/s
+	small := make([]byte, fw*fh)
+	var share float64
+	blocks := 0
+	for b := 0; b*GateFrames < len(c.frames); b++ {
+		last := min((b+1)*GateFrames, len(c.frames))
+		for f := b * GateFrames; f < last; f++ {
+			for y := range fh {
+				for x := range fw {
+					sum := 0
+					for dy := range s {
+						for dx := range s {
+							sum += int(orig.frames[f][(y*s+dy)*c.w+x*s+dx])
 						}
 					}
-					if s/cnt > T {
-						moves[cy*nx+cx]++
-					}
-					energy[cy*nx+cx] += s / cnt
+					small[y*fw+x] = uint8((sum + s*s/2) / (s * s))
 				}
 			}
-		}
-		// The cap keeps the most-moving squares; dilation multiplies them.
-		order := make([]int, 0, nx*ny)
-		for i := range moves {
-			if moves[i] >= N {
-				order = append(order, i)
+			if err := g.Add(Frame{Y: small, Width: fw, Height: fh, Stride: fw}); err != nil {
+				t.Fatal(err)
 			}
 		}
-		sort.Slice(order, func(a, b int) bool { return energy[order[a]] > energy[order[b]] })
-		limit := int(capPct / 100 * float64(nx*ny) / float64((2*D+1)*(2*D+1)))
-		if len(order) > limit {
-			for _, i := range order[limit:] {
-				moves[i] = 0
-			}
-		}
-		gate := make([]bool, nx*ny)
-		for cy := 0; cy < ny; cy++ {
-			for cx := 0; cx < nx; cx++ {
-				if moves[cy*nx+cx] < N {
-					continue
-				}
-				for dy := -D; dy <= D; dy++ {
-					for dx := -D; dx <= D; dx++ {
-						if x, y := cx+dx, cy+dy; x >= 0 && y >= 0 && x < nx && y < ny {
-							gate[y*nx+x] = true
-						}
-					}
-				}
-			}
-		}
-		for i, g := range gate {
-			total++
-			if !g {
+		gate := g.Done()
+		share += gate.Share()
+		blocks++
+		for i, off := range gate.off {
+			if !off {
 				continue
 			}
-			gated++
-			cx, cy := i%nx, i/nx
-			for f := b * blk; f < min((b+1)*blk, len(c.frames)); f++ {
-				restoreRect(orig, c, f, cx*sq, cy*sq, min((cx+1)*sq, c.w), min((cy+1)*sq, c.h))
+			cx, cy := i%gate.nx, i/gate.nx
+			for f := b * GateFrames; f < last; f++ {
+				restoreRect(orig, c, f, cx*gateSquare, cy*gateSquare, min((cx+1)*gateSquare, c.w), min((cy+1)*gateSquare, c.h))
 			}
 		}
 	}
-	t.Logf("GATE %s: %.1f%% of squares unmarked", v, 100*float64(gated)/float64(total))
+	t.Logf("GATE scale %d: %.1f%% of squares unmarked", s, 100*share/float64(blocks))
 }

@@ -29,6 +29,7 @@ type VideoMarker struct {
 	mu       sync.Mutex
 	blocks   map[int]*markBlock // by first frame
 	released int                // blocks from earlier first frames were dropped
+	plane    []byte             // Offsets' last plane (under mu), which GatedOffsets copies
 }
 
 // markBlock is one block's pattern, ready once its first frame was read.
@@ -60,6 +61,17 @@ func (e *Embedder) Video(p Payload, g Grid, restart int) *VideoMarker {
 // through this process. ok is false where Mark depends on the picture
 // (GridFine, or a frame too small for the block grid).
 func (m *VideoMarker) Offsets(w, h int) (offsets []byte, ok bool) {
+	plane, ok := m.offsets(w, h)
+	return append([]byte(nil), plane...), ok
+}
+
+// offsets is Offsets' plane, shared: not to be changed.
+func (m *VideoMarker) offsets(w, h int) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.plane) == w*h && w > 0 {
+		return m.plane, true
+	}
 	f := Frame{Y: make([]byte, w*h), Width: w, Height: h, Stride: w}
 	if m.grid != GridBlock || f.validate(MinMarkWidth, MinMarkHeight) != nil || blockCell(w, h) == 0 {
 		return nil, false
@@ -68,6 +80,7 @@ func (m *VideoMarker) Offsets(w, h int) (offsets []byte, ok bool) {
 		f.Y[i] = 128 // offsets are a level or so: never saturated here
 	}
 	m.e.addPattern(f, m.e.pattern(w, h, GridBlock, m.p), blockAmplitudes(f, GridBlock))
+	m.plane = f.Y
 	return f.Y, true
 }
 

@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"math/rand"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -469,11 +470,15 @@ func TestOffsets(t *testing.T) {
 			for k, v := range f.Y {
 				want[k] = byte(max(0, min(255, int(v)+int(off[k])-128)))
 			}
+			added := Frame{Y: slices.Clone(f.Y), Width: w, Height: h, Stride: w}
+			if err := AddOffsets(added, off); err != nil {
+				t.Fatal(err)
+			}
 			if err := m.Mark(t.Context(), f, index); err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(f.Y, want) {
-				t.Fatalf("%dx%d frame %d: Mark differs from the offsets added", w, h, index)
+			if !bytes.Equal(f.Y, want) || !bytes.Equal(added.Y, want) {
+				t.Fatalf("%dx%d frame %d: Mark (%t) or AddOffsets (%t) differs from the offsets added", w, h, index, bytes.Equal(f.Y, want), bytes.Equal(added.Y, want))
 			}
 		}
 	}

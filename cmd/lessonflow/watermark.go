@@ -174,7 +174,9 @@ func runWatermarkEmbed(ctx context.Context, args []string) error {
 			}
 		},
 	}
-	res, err := media.Transcode(ctx, a.in, a.out, opt, activities.MarkPass(ctx, marker, vs, &opt))
+	mark, done := activities.MarkPass(ctx, a.in, marker, vs, &opt, cfg.Watermark.MotionGate)
+	res, err := media.Transcode(ctx, a.in, a.out, opt, mark)
+	done()
 	if tty {
 		fmt.Fprint(os.Stderr, "\r\033[K")
 	}
@@ -320,6 +322,7 @@ func devSecret(cfg config.Config, file, given string, format func(hexSecret stri
 // watermark stage with that reason.
 func setupWatermark(cfg config.Config, acts *activities.Activities) error {
 	acts.Encode = cfg.Watermark.Encode
+	acts.NoMotionGate = !cfg.Watermark.MotionGate
 	if cfg.Watermark.Key == "" {
 		slog.Warn("LESSONFLOW_WATERMARK_KEY is not set: approved videos will fail the watermark stage")
 		return nil
