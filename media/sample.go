@@ -100,8 +100,9 @@ const resumeSlackMS = 1
 // pick (an exact input seek: frames before it are decoded but not filtered)
 // and emits the picks after it with the indexes, timestamps and scene flags
 // an uninterrupted run gives them. The spacing rules carry over since the
-// select expression starts from the last pick's time, and a frame's scene
-// score depends only on its predecessor, which the seek decodes again.
+// select expression starts from the last pick, selected again and dropped,
+// and a frame's scene score depends only on its predecessor, which the seek
+// decodes again.
 func SampleFramesFrom(ctx context.Context, path string, info Info, s SamplerSettings, r SampleResume, emit func(Frame) error) error {
 	s = s.WithDefaults()
 	intervalMS, gapMS := coarseSpacing(info.DurationMS, s)
@@ -110,30 +111,41 @@ func SampleFramesFrom(ctx context.Context, path string, info Info, s SamplerSett
 	// milliseconds (pts_time is printed with only 6 significant digits).
 	// select's 0.1 ms slack keeps float rounding of t from delaying a pick
 	// by a frame; coarseSpacing's margin covers it for the cap.
-	prev, shift, pick := "prev_selected_t", "", "isnan(prev_selected_t)+"
+	prev, pick := "prev_selected_t", "isnan(prev_selected_t)+"
 	inputArgs := decodeArgs(info)
 	if r.AllFrames {
 		inputArgs = nil
 	}
 	if r.Next > 0 {
-		// The seek restarts timestamps at 0; setpts puts them back, so t is
-		// the original time. Until the first new pick, the last stored pick
-		// stands in for prev_selected_t, so frames up to it (t - prev <= 0)
-		// are not picked again, and the first frame is not picked as such.
+		// -copyts -start_at_zero keeps the timestamps of an uninterrupted
+		// run: both subtract only the file's start time. (Adding the seek
+		// back with setpts came out a tick off where the seek is not a whole
+		// number of ticks, which moved later picks by a millisecond.) The
+		// stored pick is selected again, and dropped below, so that
+		// prev_selected_t is its exact time: the stored time is rounded to
+		// the millisecond, which can delay the next pick by a frame. Until
+		// then the stored time stands in for prev_selected_t, so frames up
+		// to it are not picked as such.
 		seek := max(r.LastPTSMS-resumeSlackMS, 0)
-		inputArgs = append(append([]string{}, inputArgs...), "-ss", msSecs(seek))
-		shift = fmt.Sprintf("setpts=PTS+%s/TB,", msSecs(seek))
+		inputArgs = append(append([]string{}, inputArgs...), "-copyts", "-start_at_zero", "-ss", msSecs(seek))
 		prev = fmt.Sprintf("if(isnan(prev_selected_t),%s,prev_selected_t)", msSecs(r.LastPTSMS))
-		pick = ""
+		pick = fmt.Sprintf("isnan(prev_selected_t)*lt(abs(t-%s),0.0006)+", msSecs(r.LastPTSMS))
 	}
-	vf := fmt.Sprintf("%s,%sselect='%s(gte(t-%s,%s)+gt(scene,%s)*gte(t-%s,%s))',settb=1/1000,%s",
-		scaleFilter(s.Width), shift, pick,
+	vf := fmt.Sprintf("%s,select='%s(gte(t-%s,%s)+gt(scene,%s)*gte(t-%s,%s))',settb=1/1000,%s",
+		scaleFilter(s.Width), pick,
 		prev, secs(intervalMS), strconv.FormatFloat(s.SceneThreshold, 'f', -1, 64), prev, secs(gapMS),
 		printPTS("lavfi.scene_score"))
 
 	index := r.Next
 	lastPTS := r.LastPTSMS
+	again := r.Next > 0 // the first frame may be the stored pick, selected again
 	err := runFFmpeg(ctx, inputArgs, path, vf, func(jpg []byte, m frameMeta) (bool, error) {
+		if again {
+			again = false
+			if m.hasPTS && m.ptsMS == r.LastPTSMS {
+				return false, nil
+			}
+		}
 		if index >= s.MaxFrames {
 			slog.WarnContext(ctx, "media: frame cap reached before the end of the video; stopping",
 				"path", path, "max_frames", s.MaxFrames, "pts_ms", m.ptsMS, "duration_ms", info.DurationMS)

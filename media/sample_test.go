@@ -105,11 +105,20 @@ func TestSampleFramesSharedVideos(t *testing.T) {
 // TestSampleFramesResume: SampleFramesFrom after any frame of a run emits
 // exactly the rest of that run (indexes, timestamps, scene flags and JPEG
 // bytes), on real clips with B-frames (reference frames only), scene cuts,
-// and a stream that starts at 1.48 s. One-off runs on a 40-minute and a
-// 5-minute clip (28 resume points in all) agreed too.
+// a stream that starts at 1.48 s, and loops whose frames sit off the
+// millisecond grid (which failed both ways the resume once lost time: a
+// seek added back a tick short, and the last pick's time taken from its
+// rounded milliseconds). One-off runs on a 40-minute and a 5-minute clip (28
+// resume points in all) agreed too.
 func TestSampleFramesResume(t *testing.T) {
 	clips := map[string]string{"scene cuts": sceneClip(t),
-		"start offset": testenv.Clip(t, "luma-ramp-16-235-10s.ts", "-i", rampClip(t), "-c", "copy", "-f", "mpegts")}
+		"start offset": testenv.Clip(t, "luma-ramp-16-235-10s.ts", "-i", rampClip(t), "-c", "copy", "-f", "mpegts"),
+		// Each loop starts where the longer audio ends, 15.5 ms after a
+		// frame period, so the second loop's frames sit 0.547 ms past a
+		// millisecond: a tick (0.078 ms) either way rounds them differently.
+		"looped, stream-copied": testenv.Clip(t, "testsrc2-sine-5s-looped-4.mp4", "-stream_loop", "3", "-i", testenv.Clip(t, "testsrc2-sine-5s.mp4",
+			"-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=5", "-f", "lavfi", "-i", "sine=frequency=330:duration=5",
+			"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"), "-c", "copy")}
 	for _, name := range []string{"Big_Buck_Bunny_1080_10s_2MB.mp4", "Sintel_1080_10s_2MB.mp4"} {
 		clips[name] = testenv.SharedVideo(t, name)
 	}
