@@ -108,8 +108,9 @@ func TestSampleFramesSharedVideos(t *testing.T) {
 // a stream that starts at 1.48 s, and loops whose frames sit off the
 // millisecond grid (which failed both ways the resume once lost time: a
 // seek added back a tick short, and the last pick's time taken from its
-// rounded milliseconds). One-off runs on a 40-minute and a 5-minute clip (28
-// resume points in all) agreed too.
+// rounded milliseconds). One-off runs agreed too: a 40-minute and a
+// 5-minute clip (28 resume points), and the durability test's 20-minute
+// looped clip (11 points, 4 of which the old resume got wrong).
 func TestSampleFramesResume(t *testing.T) {
 	clips := map[string]string{"scene cuts": sceneClip(t),
 		"start offset": testenv.Clip(t, "luma-ramp-16-235-10s.ts", "-i", rampClip(t), "-c", "copy", "-f", "mpegts"),
